@@ -1,0 +1,5 @@
+import sys
+
+from vnet.cli.main import main
+
+sys.exit(main())
