@@ -109,7 +109,7 @@ def test_tap_mtu_and_existing_interface(netns_factory):
 
 
 def test_tap_errors_are_one_line():
-    with pytest.raises(TapError, match="namespace"):
+    with pytest.raises(UrlError, match="namespace"):
         open_tap("x", netns=f"nonexistent{uuid.uuid4().hex[:6]}")
     with pytest.raises(TapError, match="bad interface name"):
         open_tap("a" * 16)

@@ -14,16 +14,14 @@ caller's own namespace is untouched.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import os
 import socket
 import struct
-import threading
-from collections.abc import Callable
 
 from vnet.link.port import Port
+from vnet.phy.netns import in_netns
 from vnet.phy.url import AttachUrl, UrlError
 from vnet.runtime.realtime import AsyncioRuntime
 
@@ -41,7 +39,6 @@ SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 SIOCSIFMTU = 0x8922
 IFF_UP = 0x1
-CLONE_NEWNET = 0x40000000
 
 _IFREQ_FLAGS = struct.Struct("16sH14x")
 _IFREQ_INT = struct.Struct("16si12x")
@@ -112,45 +109,10 @@ def _open_here(name: str, up: bool, mtu: int | None, vnet_hdr: bool) -> tuple[in
 VNET_HDR_LEN = 12
 
 
-def _in_netns(netns: str, fn: Callable[[], tuple[int, str]]) -> tuple[int, str]:
-    """Run `fn` in a thread that has entered network namespace `netns`."""
-    path = netns if "/" in netns else f"/run/netns/{netns}"
-    try:
-        nsfd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as e:
-        raise TapError(f"network namespace {netns!r}: {e.strerror} "
-                       f"(create it with `ip netns add {netns}`)") from None
-    out: list[object] = []
-
-    def worker() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.setns(nsfd, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise TapError(f"cannot enter network namespace {netns!r}: "
-                               f"{os.strerror(err)} (needs root)")
-            out.append(fn())
-        except BaseException as e:  # handed back to the caller's thread
-            out.append(e)
-
-    try:
-        t = threading.Thread(target=worker, name="tap-netns")
-        t.start()
-        t.join()
-    finally:
-        os.close(nsfd)
-    r = out[0]
-    if isinstance(r, BaseException):
-        raise r
-    return r  # type: ignore[return-value]
-
-
 def open_tap(name: str, up: bool = True, mtu: int | None = None, vnet_hdr: bool = False,
              netns: str | None = None) -> tuple[int, str]:
     """Open (creating if needed) TAP `name`; return (non-blocking fd, interface name)."""
-    if netns:
-        return _in_netns(netns, lambda: _open_here(name, up, mtu, vnet_hdr))
-    return _open_here(name, up, mtu, vnet_hdr)
+    return in_netns(netns, lambda: _open_here(name, up, mtu, vnet_hdr))
 
 
 class TapAttachment:
