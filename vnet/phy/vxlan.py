@@ -1,0 +1,204 @@
+"""VXLAN tunnel endpoint: `vxlan://REMOTE[:PORT]?vni=N&local=ADDR&lport=4789&netns=NS`.
+
+Exchanges Ethernet frames with a Linux `vxlan` device (or Open vSwitch, or
+another vnet) at REMOTE. Frames arrive on a UDP socket bound to LOCAL:LPORT;
+packets with another VNI, without the I flag or too short are counted and
+dropped. Frames leave towards REMOTE:PORT - always the configured port, never
+the source port of what we received (that is only flow entropy).
+
+Source ports: RFC 7348 recommends a hash of the inner headers in 49152-65535
+so ECMP spreads flows. Over IPv4 with CAP_NET_RAW we send through an
+IPPROTO_RAW socket (send-only, never queues received packets), building the
+outer IPv4 and UDP headers ourselves (UDP checksum 0, DF clear, like Linux).
+Without the privilege, or over IPv6, frames go out of the bound UDP socket
+with source port LPORT (`entropy` is False then), which peers accept too.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import struct
+import zlib
+
+from vnet.link.port import Port
+from vnet.phy.netns import in_netns
+from vnet.phy.stream import split_host_port
+from vnet.phy.url import AttachUrl, UrlError
+from vnet.runtime.realtime import AsyncioRuntime
+from vnet.wire import vxlan
+
+READ_SIZE = 65536
+READ_BUDGET = 256
+_IP_UDP_VX = struct.Struct("!BBHHHBBH4s4sHHHH8s")  # IPv4 (20) + UDP (8) + VXLAN (8)
+
+
+def src_port(frame: bytes) -> int:
+    """Flow entropy from the inner headers: MACs, and IP addresses + L4 ports when present."""
+    et = frame[12:14]
+    if et == b"\x08\x00" and len(frame) >= 34:
+        ihl = (frame[14] & 0x0F) * 4
+        key = frame[0:12] + frame[26:34]
+        if frame[23] in (6, 17, 132) and not frame[20] & 0x3F | frame[21]:  # first fragment only
+            key += frame[14 + ihl:18 + ihl]
+    elif et == b"\x86\xdd" and len(frame) >= 54:
+        key = frame[0:12] + frame[22:54]
+        if frame[20] in (6, 17, 132):
+            key += frame[54:58]
+    else:
+        key = frame[0:14]
+    return vxlan.SRC_PORT_MIN + zlib.crc32(key) % vxlan.SRC_PORT_RANGE
+
+
+class VxlanAttachment:
+    def __init__(self, rt: AsyncioRuntime, port: Port, sock: socket.socket,
+                 raw: socket.socket | None, remote: tuple[str, int], local_ip: str,
+                 vni: int) -> None:
+        self.rt = rt
+        self.port = port
+        self.sock = sock
+        self.raw = raw
+        self.remote = remote
+        self.vni = vni
+        self.address = sock.getsockname()
+        self.entropy = raw is not None
+        self.rx_wrong_vni = 0
+        self.rx_bad = 0  # too short or I flag clear
+        self.rx_errors = 0
+        self._hdr = vxlan.build(vni)
+        self._local4 = socket.inet_aton(local_ip) if raw is not None and local_ip else bytes(4)
+        self._remote4 = socket.inet_aton(remote[0]) if raw is not None else bytes(4)
+        self._closed = False
+        port.attach(self._send_raw if raw is not None else self._send_udp)
+        rt.loop.add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        recv = self.sock.recv
+        deliver = self.port.deliver
+        hdr = self._hdr
+        for _ in range(READ_BUDGET):
+            try:
+                pkt = recv(READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.rx_errors += 1
+                continue
+            # Fast path: exactly our header (flags 0x08, VNI, zero reserved bits).
+            if pkt[:8] == hdr and len(pkt) >= 22:
+                deliver(pkt[8:])
+                continue
+            if len(pkt) < 22 or not pkt[0] & vxlan.FLAG_I:
+                self.rx_bad += 1
+                self.port.rx_dropped += 1
+            elif int.from_bytes(pkt[4:7], "big") != self.vni:
+                self.rx_wrong_vni += 1
+                self.port.rx_dropped += 1
+            else:  # reserved bits set: ignored on receipt (RFC 7348)
+                deliver(pkt[8:])
+
+    def _send_udp(self, frame: bytes) -> None:
+        try:
+            self.sock.sendmsg((self._hdr, frame), (), 0, self.remote)
+        except OSError:
+            self.port.tx_dropped += 1
+
+    def _send_raw(self, frame: bytes) -> None:
+        n = len(frame)
+        head = _IP_UDP_VX.pack(0x45, 0, 36 + n, 0, 0, 64, 17, 0, self._local4, self._remote4,
+                               src_port(frame), self.remote[1], 16 + n, 0, self._hdr)
+        try:
+            self.raw.sendmsg((head, frame), (), 0, (self.remote[0], 0))  # type: ignore[union-attr]
+        except OSError:
+            self.port.tx_dropped += 1  # EMSGSIZE (VTEPs must not fragment), ENOBUFS, ...
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.port.detach()
+        try:
+            self.rt.loop.remove_reader(self.sock.fileno())
+        except (ValueError, OSError, RuntimeError):
+            pass
+        self.sock.close()
+        if self.raw is not None:
+            self.raw.close()
+
+    def counters(self) -> dict[str, int]:
+        return {"rx_wrong_vni": self.rx_wrong_vni, "rx_bad": self.rx_bad,
+                "rx_errors": self.rx_errors, **self.port.counters()}
+
+
+def _int_opt(url: AttachUrl, key: str, default: int, hi: int) -> int:
+    v = url.options.get(key)
+    if v is None:
+        return default
+    try:
+        n = int(v, 0)
+    except ValueError:
+        raise UrlError(f"{url.raw}: {key} must be a number, e.g. {key}={default}") from None
+    if not 0 <= n <= hi:
+        raise UrlError(f"{url.raw}: {key} {n} out of range 0..{hi}")
+    return n
+
+
+def _open_sockets(local: str, lport: int, remote_ip: str, v6: bool,
+                  raw_wanted: bool) -> tuple[socket.socket, socket.socket | None]:
+    family = socket.AF_INET6 if v6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        sock.bind((local, lport))
+    except OSError:
+        sock.close()
+        raise
+    raw: socket.socket | None = None
+    if raw_wanted and not v6:
+        try:
+            raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            raw.setblocking(False)
+        except PermissionError:
+            raw = None
+    return sock, raw
+
+
+async def open_url(url: AttachUrl, port: Port, rt: AsyncioRuntime) -> VxlanAttachment:
+    known = {"vni", "local", "lport", "netns", "entropy"}
+    bad = set(url.options) - known
+    if bad:
+        raise UrlError(f"{url.raw}: unknown option(s) {', '.join(sorted(bad))}; "
+                       f"known: {', '.join(sorted(known))}")
+    if "vni" not in url.options:
+        raise UrlError(f"{url.raw}: give the VXLAN network id, e.g. vxlan://192.0.2.2?vni=42")
+    vni = _int_opt(url, "vni", 1, (1 << 24) - 1)
+    lport = _int_opt(url, "lport", vxlan.PORT, 65535)
+    host, rport = split_host_port(url.target, "vxlan", url.raw, default_port=vxlan.PORT)
+    try:
+        remote_ip = str(ipaddress.ip_address(host))
+    except ValueError:
+        try:
+            remote_ip = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)[0][4][0]
+        except socket.gaierror as e:
+            raise UrlError(f"{url.raw}: cannot resolve {host!r}: {e.strerror}") from None
+    v6 = ":" in remote_ip
+    local = url.options.get("local", "")
+    if local:
+        try:
+            if (ipaddress.ip_address(local).version == 6) != v6:
+                raise UrlError(f"{url.raw}: local {local} and remote {remote_ip} "
+                               f"are not the same IP version")
+        except ValueError:
+            raise UrlError(f"{url.raw}: local={local!r} is not an IP address") from None
+    entropy = url.options.get("entropy", "1") not in ("0", "no", "off", "false")
+    try:
+        sock, raw = in_netns(url.options.get("netns"),
+                             lambda: _open_sockets(local, lport, remote_ip, v6, entropy))
+    except OSError as e:
+        hint = (" (a Linux vxlan device or another VTEP uses it here: choose lport=, "
+                "or another namespace)") if e.errno == errno.EADDRINUSE else ""
+        raise UrlError(f"{url.raw}: cannot bind UDP {local or '*'} port {lport}: "
+                       f"{e.strerror}{hint}") from None
+    return VxlanAttachment(rt, port, sock, raw, (remote_ip, rport), local, vni)
