@@ -1,0 +1,140 @@
+"""Packet socket on an existing interface: `packet://IF[?ethertype=0x886f&promisc=1&netns=NS]`.
+
+An AF_PACKET raw socket bound to IF, in promiscuous mode by default (a membership
+that ends with the socket, so the interface's own flag is untouched). Frames
+the interface itself transmits (PACKET_OUTGOING, including the ones we send)
+are ignored, so nothing loops back into the engine. `ethertype=` restricts
+reception to one protocol (e.g. 0x886f), filtered by the kernel.
+
+Note: most NICs strip 802.1Q tags on receive (rx VLAN offload) and pass them
+beside the frame; turn that off (`ethtool -K IF rxvlan off`) to see tags here.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from vnet.link.port import Port
+from vnet.phy.netns import in_netns
+from vnet.phy.url import AttachUrl, UrlError
+from vnet.runtime.realtime import AsyncioRuntime
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+PACKET_IGNORE_OUTGOING = 23  # Linux >= 4.20
+PACKET_OUTGOING = 4
+READ_SIZE = 65536
+READ_BUDGET = 256
+
+
+class PacketAttachment:
+    def __init__(self, rt: AsyncioRuntime, port: Port, sock: socket.socket, ifname: str,
+                 kernel_filters_outgoing: bool) -> None:
+        self.rt = rt
+        self.port = port
+        self.sock = sock
+        self.ifname = ifname
+        self.rx_errors = 0
+        self._closed = False
+        port.attach(self._send)
+        reader = self._readable if kernel_filters_outgoing else self._readable_filtering
+        rt.loop.add_reader(sock.fileno(), reader)
+
+    def _readable(self) -> None:
+        recv = self.sock.recv
+        deliver = self.port.deliver
+        for _ in range(READ_BUDGET):
+            try:
+                frame = recv(READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.rx_errors += 1
+                self.close()  # e.g. ENETDOWN after the interface vanished
+                return
+            deliver(frame)
+
+    def _readable_filtering(self) -> None:
+        recvfrom = self.sock.recvfrom
+        deliver = self.port.deliver
+        for _ in range(READ_BUDGET):
+            try:
+                frame, addr = recvfrom(READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.rx_errors += 1
+                self.close()
+                return
+            if addr[2] != PACKET_OUTGOING:
+                deliver(frame)
+
+    def _send(self, frame: bytes) -> None:
+        try:
+            self.sock.send(frame)
+        except OSError:
+            self.port.tx_dropped += 1  # ENOBUFS, EMSGSIZE (over the interface MTU), ENETDOWN
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.port.detach()
+        try:
+            self.rt.loop.remove_reader(self.sock.fileno())
+        except (ValueError, OSError, RuntimeError):
+            pass
+        self.sock.close()
+
+
+def _open(ifname: str, proto: int, promisc: bool) -> tuple[socket.socket, bool]:
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
+    except PermissionError:
+        raise UrlError(f"packet://{ifname}: packet sockets need root or CAP_NET_RAW "
+                       f"(run as root)") from None
+    try:
+        try:
+            sock.bind((ifname, proto))
+        except OSError as e:
+            raise UrlError(f"packet://{ifname}: no such interface here ({e.strerror}); "
+                           f"see `ip link`") from None
+        if promisc:
+            ifindex = socket.if_nametoindex(ifname)
+            mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
+            sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        try:
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            filtered = True
+        except OSError:
+            filtered = False
+        sock.setblocking(False)
+        return sock, filtered
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def open_url(url: AttachUrl, port: Port, rt: AsyncioRuntime) -> PacketAttachment:
+    known = {"ethertype", "promisc", "netns"}
+    bad = set(url.options) - known
+    if bad:
+        raise UrlError(f"{url.raw}: unknown option(s) {', '.join(sorted(bad))}; "
+                       f"known: {', '.join(sorted(known))}")
+    ifname = url.target
+    if not ifname or len(ifname) > 15 or "/" in ifname:
+        raise UrlError(f"{url.raw}: name an existing interface, e.g. packet://eth0")
+    proto = ETH_P_ALL
+    if "ethertype" in url.options:
+        try:
+            proto = int(url.options["ethertype"], 0)
+        except ValueError:
+            proto = -1
+        if not 0x600 <= proto <= 0xFFFF:
+            raise UrlError(f"{url.raw}: ethertype must be 0x0600..0xffff, e.g. ethertype=0x886f")
+    promisc = url.options.get("promisc", "1") not in ("0", "no", "off", "false")
+    sock, filtered = in_netns(url.options.get("netns"), lambda: _open(ifname, proto, promisc))
+    return PacketAttachment(rt, port, sock, ifname, filtered)
