@@ -1,0 +1,334 @@
+"""The user-space IPv4/IPv6 host (and router): interfaces, addresses, routing, dispatch.
+
+Sans-IO: frames arrive through each Interface's Port and leave through it; time
+comes from the Runtime. The IPv4 half lives in `ip4.py`, the IPv6 half (with
+Neighbor Discovery) in `ip6.py`, address configuration in `addrconf.py`, MLD in
+`mld.py`; they are mixed into `Host` so the per-packet path is plain method calls.
+
+The seam for transports (UDP, TCP) is `register_transport` / `register_error_handler`
+/ `ip_send` / `source_address_for` / `path_mtu`.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from vnet.runtime.base import Runtime
+from vnet.stack.addrconf import AddrConf
+from vnet.stack.fragment import Reassembler
+from vnet.stack.icmp import EchoTable, TokenBucket
+from vnet.stack.interface import Interface
+from vnet.stack.ip4 import IPv4Layer
+from vnet.stack.ip6 import IPv6Layer
+from vnet.stack.mld import MldListener
+from vnet.stack.routes import RouteTable
+from vnet.wire.ethernet import BROADCAST, random_mac
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_ET_IP4 = b"\x08\x00"
+_ET_ARP = b"\x08\x06"
+_ET_IP6 = b"\x86\xdd"
+
+PMTU_TIMEOUT = 600.0  # RFC 1191 / 8201: try a larger MTU again after 10 minutes
+MAX_PMTU_ENTRIES = 4096
+
+
+@dataclass(slots=True)
+class IpMeta:
+    """What a transport learns about a received packet besides its payload."""
+
+    src: IPAddress
+    dst: IPAddress
+    iface: Interface | None
+    version: int
+    hop_limit: int
+
+
+TransportHandler = Callable[[IpMeta, "memoryview | bytes"], None]
+ErrorHandler = Callable[[IpMeta, int, int, bytes], None]
+
+
+class HostError(ValueError):
+    """A configuration request the host cannot satisfy; the message says why."""
+
+
+class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
+    def __init__(self, rt: Runtime, name: str = "host", router: bool = False,
+                 neigh_max: int = 512, neigh_max_incomplete: int = 64,
+                 reasm_max_datagrams: int = 64, reasm_max_bytes: int = 1 << 20,
+                 icmp_rate: float = 100.0, icmp_burst: float = 10.0) -> None:
+        self.rt = rt
+        self.name = name
+        self.router = router
+        self.ifaces: list[Interface] = []
+        self.by_name: dict[str, Interface] = {}
+        self.routes4 = RouteTable(32)
+        self.routes6 = RouteTable(128)
+        self.transports: dict[int, TransportHandler] = {}
+        self.error_handlers: dict[int, ErrorHandler] = {}
+        self.stats: Counter[str] = Counter()
+        self.echo = EchoTable()
+        self.icmp_limit = TokenBucket(icmp_rate, icmp_burst)
+        self.pmtu: dict[bytes, tuple[int, float]] = {}
+        self.neigh_max = neigh_max
+        self.neigh_max_incomplete = neigh_max_incomplete
+        self.reasm4 = Reassembler(rt, 30.0, reasm_max_datagrams, reasm_max_bytes,
+                                  self._reasm4_timeout)
+        self.reasm6 = Reassembler(rt, 60.0, reasm_max_datagrams, reasm_max_bytes,
+                                  self._reasm6_timeout)
+        self.secret = rt.rng.getrandbits(128).to_bytes(16, "big")  # RFC 7217 secret_key
+        self.ra_daemon: Any = None
+        self.dhcp: dict[str, Any] = {}
+        self._init_ip4()
+        self._init_ip6()
+
+    # ---- interfaces ----------------------------------------------------------------------
+
+    def add_interface(self, name: str, mac: bytes | None = None, mtu: int = 1500) -> Interface:
+        if name in self.by_name:
+            raise HostError(f"interface {name!r} exists already")
+        if not 68 <= mtu <= 65535:
+            raise HostError(f"MTU {mtu} out of range 68..65535")
+        if mac is None:
+            mac = random_mac(self.rt.rng.getrandbits(48).to_bytes(6, "big"))
+        if len(mac) != 6 or mac[0] & 1:
+            raise HostError("an interface MAC must be 6 bytes and unicast")
+        iface = Interface(name, len(self.ifaces) + 1, mac, mtu)
+        iface.port.owner = self
+        iface.port.receive = functools.partial(self._rx, iface)
+        iface.forwarding = self.router
+        self.ifaces.append(iface)
+        self.by_name[name] = iface
+        self._iface_up4(iface)
+        self._iface_up6(iface)
+        return iface
+
+    def iface(self, name: str) -> Interface:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise HostError(f"no interface {name!r}: have {', '.join(self.by_name) or 'none'}") from None
+
+    def add_address(self, iface_name: str, cidr: str) -> None:
+        iface = self.iface(iface_name)
+        try:
+            ifa = ipaddress.ip_interface(cidr)
+        except ValueError:
+            raise HostError(f"not an address with prefix: {cidr!r} (e.g. 10.0.0.1/24 or "
+                            f"2001:db8::1/64)") from None
+        if "/" not in cidr:
+            raise HostError(f"{cidr!r} lacks a prefix length (e.g. {cidr}/24 or {cidr}/64)")
+        if ifa.version == 4:
+            self._add_addr4(iface, ifa)
+        else:
+            self._add_addr6(iface, ifa)
+
+    def remove_address(self, iface_name: str, cidr: str) -> None:
+        iface = self.iface(iface_name)
+        ifa = ipaddress.ip_interface(cidr)
+        if ifa.version == 4:
+            self._del_addr4(iface, ifa.ip.packed)
+        else:
+            self._del_addr6(iface, ifa.ip.packed)
+
+    def add_route(self, prefix: str, via: str | None = None, dev: str | None = None) -> None:
+        """A static route: `add_route("10.1.0.0/16", via="10.0.0.254")` or with `dev=`."""
+        try:
+            net = ipaddress.ip_network(prefix, strict=False)
+            gw = ipaddress.ip_address(via) if via else None
+        except ValueError as e:
+            raise HostError(f"bad route {prefix} via {via}: {e}") from None
+        if gw is not None and gw.version != net.version:
+            raise HostError(f"gateway {gw} is not of the same family as {net}")
+        table = self.routes4 if net.version == 4 else self.routes6
+        if dev is not None:
+            iface = self.iface(dev)
+        elif gw is not None:
+            r = table.lookup(int(gw))
+            if r is None or r.gateway is not None:
+                if net.version == 6 and gw.is_link_local and self.ifaces:
+                    r = None
+                    iface = self.ifaces[0]
+                else:
+                    raise HostError(f"gateway {gw} is not on a connected network: add an address "
+                                    f"in its subnet first, or give dev")
+            if r is not None:
+                iface = r.iface
+        else:
+            raise HostError("a route needs a gateway (via) or an interface (dev)")
+        table.add(int(net.network_address), net.prefixlen, iface,
+                  gw.packed if gw is not None else None, "static")
+
+    def del_route(self, prefix: str) -> None:
+        net = ipaddress.ip_network(prefix, strict=False)
+        table = self.routes4 if net.version == 4 else self.routes6
+        if table.remove(int(net.network_address), net.prefixlen) is None:
+            raise HostError(f"no route to {net}")
+
+    # ---- transport seam --------------------------------------------------------------------
+
+    def register_transport(self, proto: int, handler: TransportHandler) -> None:
+        self.transports[proto] = handler
+
+    def register_error_handler(self, proto: int, handler: ErrorHandler) -> None:
+        self.error_handlers[proto] = handler
+
+    def ip_send(self, dst: Any, proto: int, payload: bytes, src: Any = None,
+                hop_limit: int | None = None) -> bool:
+        """Send one upper-layer payload; False when there is no route or no source address."""
+        if isinstance(dst, str):
+            dst = ipaddress.ip_address(dst)
+        if isinstance(src, str):
+            src = ipaddress.ip_address(src)
+        if dst.version == 4:
+            return self._send4(dst.packed, proto, payload, src.packed if src else None, hop_limit)
+        scope = getattr(dst, "scope_id", None)
+        return self._send6(dst.packed, proto, payload, src.packed if src else None, hop_limit,
+                           scope)
+
+    def source_address_for(self, dst: Any) -> IPAddress | None:
+        if isinstance(dst, str):
+            dst = ipaddress.ip_address(dst)
+        if dst.version == 4:
+            s = self._select_src4(dst.packed)
+            return ipaddress.IPv4Address(s) if s else None
+        s = self._select_src6(dst.packed, getattr(dst, "scope_id", None))
+        return ipaddress.IPv6Address(s) if s else None
+
+    def path_mtu(self, dst: Any) -> int:
+        if isinstance(dst, str):
+            dst = ipaddress.ip_address(dst)
+        d = dst.packed
+        if dst.version == 4:
+            _, iface, _ = self._route4(d)
+        else:
+            _, iface = self._route6(d, getattr(dst, "scope_id", None))
+        link = iface.mtu if iface is not None else (1500 if dst.version == 4 else 1280)
+        e = self.pmtu.get(d)
+        if e is not None:
+            if e[1] > self.rt.now():
+                return min(link, e[0])
+            del self.pmtu[d]
+        return link
+
+    def confirm_reachable(self, addr: Any) -> None:
+        """Upper-layer progress (e.g. a TCP ACK of new data) confirms the neighbour (RFC 4861)."""
+        if isinstance(addr, str):
+            addr = ipaddress.ip_address(addr)
+        for iface in self.ifaces:
+            cache = iface.neigh4 if addr.version == 4 else iface.neigh6
+            if cache is not None:
+                cache.confirm(addr.packed)
+
+    def _update_pmtu(self, dst: bytes, mtu: int, floor: int) -> None:
+        mtu = max(mtu, floor)
+        cur = self.pmtu.get(dst)
+        if cur is not None and cur[0] <= mtu and cur[1] > self.rt.now():
+            return
+        if len(self.pmtu) >= MAX_PMTU_ENTRIES:
+            self.pmtu.pop(next(iter(self.pmtu)))
+        self.pmtu[dst] = (mtu, self.rt.now() + PMTU_TIMEOUT)
+        self.stats["pmtu_updates"] += 1
+
+    # ---- ping --------------------------------------------------------------------------
+
+    def ping(self, dst: Any, ident: int, seq: int, size: int = 56,
+             on_reply: Callable[[IpMeta, int], None] | None = None,
+             src: Any = None) -> bool:
+        """Send one echo request; `on_reply(meta, length)` runs when its reply arrives."""
+        if isinstance(dst, str):
+            dst = ipaddress.ip_address(dst)
+        data = bytes(i & 0xFF for i in range(size))
+        if on_reply is not None:
+            self.echo.expect(dst.version, ident, seq, on_reply)
+        if dst.version == 4:
+            ok = self._ping4(dst.packed, ident, seq, data, src)
+        else:
+            ok = self._ping6(dst.packed, ident, seq, data, src, getattr(dst, "scope_id", None))
+        if not ok:
+            self.echo.forget(dst.version, ident, seq)
+        return ok
+
+    # ---- receive path ------------------------------------------------------------------
+
+    def _rx(self, iface: Interface, frame: bytes) -> None:
+        port = iface.port
+        port.rx_frames += 1
+        port.rx_bytes += len(frame)
+        if len(frame) < 14:
+            self.stats["eth_short"] += 1
+            return
+        dmac = frame[0:6]
+        if dmac != iface.mac and not frame[0] & 1:
+            self.stats["eth_not_for_us"] += 1
+            return
+        et = frame[12:14]
+        if et == _ET_IP6:
+            self._rx6(iface, memoryview(frame)[14:], dmac)
+        elif et == _ET_IP4:
+            self._rx4(iface, memoryview(frame)[14:], dmac == BROADCAST)
+        elif et == _ET_ARP:
+            self._rx_arp(iface, memoryview(frame)[14:])
+        else:
+            self.stats["eth_unknown_type"] += 1
+
+    def _xmit(self, iface: Interface, mac: bytes, ethertype: bytes, packet: bytes) -> None:
+        frame = mac + iface.mac + ethertype + packet
+        port = iface.port
+        port.tx_frames += 1
+        port.tx_bytes += len(frame)
+        port.transmit(frame)
+
+    # ---- views for the control socket ----------------------------------------------------
+
+    def describe_addresses(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        now = self.rt.now()
+        for iface in self.ifaces:
+            for a in iface.addrs4:
+                out.append({"dev": iface.name, "addr": str(a.iface), "origin": a.origin,
+                            "state": a.state})
+            for b in iface.addrs6:
+                row: dict[str, Any] = {"dev": iface.name, "addr": f"{b.addr}/{b.plen}",
+                                       "origin": b.origin, "state": b.state}
+                if b.valid_until != float("inf"):
+                    row["valid_lft"] = max(0, round(b.valid_until - now))
+                    row["preferred_lft"] = max(0, round(b.preferred_until - now))
+                out.append(row)
+        return out
+
+    def describe_routes(self) -> list[dict[str, Any]]:
+        rows = self.routes4.describe() + self.routes6.describe()
+        for r in self.default_routers():
+            rows.append({"prefix": "::/0", "via": r["addr"], "dev": r["dev"], "origin": "ra"})
+        return rows
+
+    def describe_neighbors(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for iface in self.ifaces:
+            for cache, fmt in ((iface.neigh4, lambda b: str(ipaddress.IPv4Address(b))),
+                               (iface.neigh6, lambda b: str(ipaddress.IPv6Address(b)))):
+                if cache is not None:
+                    for row in cache.describe(fmt):
+                        row["dev"] = iface.name
+                        out.append(row)
+        return out
+
+    def counters(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(sorted(self.stats.items()))
+        out["reassembly4"] = self.reasm4.counters()
+        out["reassembly6"] = self.reasm6.counters()
+        out["icmp_rate_limited"] = self.icmp_limit.limited
+        for iface in self.ifaces:
+            row: dict[str, Any] = dict(iface.port.counters())
+            if iface.neigh4 is not None:
+                row["arp"] = iface.neigh4.counters()
+            if iface.neigh6 is not None:
+                row["nd"] = iface.neigh6.counters()
+            out[iface.name] = row
+        return out
