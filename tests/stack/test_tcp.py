@@ -1,0 +1,284 @@
+"""TCP in simulated time: two stacks over a fake network layer (tests/stack/netsim.py)."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+
+import pytest
+
+from tests.stack.netsim import FakeNet, IpMeta, Path
+from vnet.runtime import SimRuntime
+from vnet.stack.tcp import Tcp
+from vnet.stack.tcp.connection import ESTABLISHED, TIME_WAIT
+from vnet.wire import tcp as wtcp
+from vnet.wire.checksum import ones_sum
+
+
+def pair(seed: int = 1, v6: bool = False, cfg_a: dict | None = None, cfg_b: dict | None = None,
+         **path_kw):
+    rt = SimRuntime(seed=seed)
+    path = Path(rt, **path_kw)
+    a_addr, b_addr = ("fd00::1", "fd00::2") if v6 else ("10.0.0.1", "10.0.0.2")
+    a = Tcp(FakeNet(rt, path, a_addr), **(cfg_a or {}))
+    b = Tcp(FakeNet(rt, path, b_addr), **(cfg_b or {}))
+    return rt, path, a, b, b_addr
+
+
+class Sink:
+    """Server side: collects bytes, closes on EOF, records how it ended."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.closed: list = []
+        self.conn = None
+
+    def accept(self, c) -> None:
+        self.conn = c
+        c.on_data = self.data.extend
+        c.on_eof = c.close
+        c.on_close = self.closed.append
+
+
+def transfer(rt, a, b, addr, data: bytes, until: float = 300.0, **copts):
+    sink = Sink()
+    b.listen(80, sink.accept)
+    c = a.connect(addr, 80, **copts)
+    ends: list = []
+    c.on_established = lambda: (c.send(data), c.close())
+    c.on_close = ends.append
+    rt.run(until=until)
+    return c, sink, ends
+
+
+def payload(n: int, seed: int = 7) -> bytes:
+    import random
+    return random.Random(seed).randbytes(n)
+
+
+@pytest.mark.parametrize("cc", ["cubic", "newreno"])
+@pytest.mark.parametrize("v6", [False, True])
+def test_bulk_under_loss_reorder_dup(cc: str, v6: bool) -> None:
+    rt, path, a, b, addr = pair(seed=3, v6=v6, delay=0.01, jitter=0.004, loss=0.02, dup=0.02,
+                                cfg_a={"cc": cc})
+    data = payload(3_000_000)
+    c, sink, ends = transfer(rt, a, b, addr, data)
+    assert bytes(sink.data) == data
+    assert ends == [None] and sink.closed == [None]
+    assert c.retransmits > 0 and path.dropped > 0
+    assert c.eff_mss == (1500 - 60 - 12 if v6 else 1500 - 40 - 12)
+    assert not a.conns and not b.conns  # TIME_WAIT expired, tables empty
+
+
+@pytest.mark.parametrize("opts", [{"sack": False}, {"sack": False, "timestamps": False},
+                                  {"window_scaling": False}])
+def test_bulk_without_options(opts: dict) -> None:
+    rt, path, a, b, addr = pair(seed=5, delay=0.005, jitter=0.002, loss=0.03, cfg_b=opts)
+    data = payload(1_000_000)
+    c, sink, ends = transfer(rt, a, b, addr, data)
+    assert bytes(sink.data) == data and ends == [None]
+    assert c.sack_ok == opts.get("sack", True)
+    assert c.ts_ok == opts.get("timestamps", True)
+    assert c.ws_ok == opts.get("window_scaling", True)
+
+
+def test_fast_retransmit_recovers_single_loss_without_timeout() -> None:
+    rt, path, a, b, addr = pair(delay=0.01)
+    dropped = []
+
+    def drop_once(src, dst, proto, p):
+        seq = int.from_bytes(p[4:8], "big")
+        if len(p) > 100 and not dropped and len(dropped) == 0 and src.packed[-1] == 1:
+            if rt.now() > 0.1:
+                dropped.append(seq)
+                return False
+        return True
+
+    path.filter = drop_once
+    data = payload(2_000_000)
+    c, sink, ends = transfer(rt, a, b, addr, data)
+    assert bytes(sink.data) == data
+    assert len(dropped) == 1
+    assert c.fast_retransmits == 1 and c.timeouts == 0
+
+
+def test_rto_backoff_then_recovery() -> None:
+    rt, path, a, b, addr = pair(delay=0.01)
+    sink = Sink()
+    b.listen(80, sink.accept)
+    c = a.connect(addr, 80)
+    rt.run(until=1)
+    assert c.state == ESTABLISHED
+    path.filter = lambda *_: False  # black hole
+    c.send(payload(50_000))
+    rtos = []
+    for _ in range(5):
+        t0 = c.timeouts
+        while c.timeouts == t0:
+            rt.run_for(0.01)
+        rtos.append(c.rto.rto)
+    assert all(b2 == pytest.approx(2 * b1) for b1, b2 in zip(rtos, rtos[1:], strict=False))
+    path.filter = None
+    rt.run_for(60)
+    assert bytes(sink.data) == payload(50_000)
+    assert c.rto.backoffs == 0
+
+
+def test_gives_up_after_max_retries() -> None:
+    rt, path, a, b, addr = pair(delay=0.01, cfg_a={"max_retries": 4})
+    b.listen(80, Sink().accept)
+    c = a.connect(addr, 80)
+    ends = []
+    c.on_close = ends.append
+    rt.run(until=1)
+    path.filter = lambda *_: False
+    c.send(b"x" * 1000)
+    rt.run(until=200)
+    assert ends == [errno.ETIMEDOUT] and not a.conns
+
+
+def test_connection_refused_and_syn_timeout() -> None:
+    rt, path, a, b, addr = pair()
+    c = a.connect(addr, 81)
+    ends = []
+    c.on_close = ends.append
+    rt.run(until=5)
+    assert ends == [errno.ECONNREFUSED] and b.tx_rst == 1
+    path.filter = lambda *_: False
+    c2 = a.connect(addr, 81)
+    c2.on_close = ends.append
+    rt.run(until=400)
+    assert ends[-1] == errno.ETIMEDOUT and c2.timeouts == a.cfg.syn_retries + 1
+
+
+def test_simultaneous_open_and_close() -> None:
+    rt, path, a, b, addr = pair(delay=0.02)
+    ca = a.connect("10.0.0.2", 5000, sport=6000)
+    cb = b.connect("10.0.0.1", 6000, sport=5000)
+    got_a, got_b, ends = bytearray(), bytearray(), []
+    ca.on_data, cb.on_data = got_a.extend, got_b.extend
+    ca.on_established = lambda: ca.send(b"from a")
+    cb.on_established = lambda: cb.send(b"from b")
+    ca.on_close = lambda e: ends.append(("a", e))
+    cb.on_close = lambda e: ends.append(("b", e))
+    rt.run(until=1)
+    assert ca.state == cb.state == ESTABLISHED
+    assert got_a == b"from b" and got_b == b"from a"
+    # both close at the same instant: FIN_WAIT_1 -> CLOSING -> TIME_WAIT on both sides
+    ca.close()
+    cb.close()
+    rt.run_for(0.03)
+    assert ca.state_name in ("CLOSING", "TIME_WAIT") and cb.state_name in ("CLOSING", "TIME_WAIT")
+    rt.run_for(1)
+    assert ca.state == TIME_WAIT and cb.state == TIME_WAIT
+    assert sorted(ends) == [("a", None), ("b", None)]
+    rt.run_for(61)
+    assert not a.conns and not b.conns
+
+
+def test_abort_resets_peer_and_blind_rst_gets_challenge_ack() -> None:
+    rt, path, a, b, addr = pair()
+    sink = Sink()
+    b.listen(80, sink.accept)
+    c = a.connect(addr, 80)
+    ends = []
+    c.on_close = ends.append
+    rt.run(until=1)
+    srv = sink.conn
+    # a blind RST with an in-window but not exact sequence number (RFC 5961 3.2)
+    pseudo = ones_sum(ipaddress.ip_address(addr).packed + ipaddress.ip_address("10.0.0.1").packed)
+    rst = wtcp.build(c.rport, c.lport, (c.rcv_nxt + 1000) & 0xFFFFFFFF, 0, wtcp.RST, 0,
+                     pseudo + 6)
+    a.receive(IpMeta(ipaddress.ip_address(addr), ipaddress.ip_address("10.0.0.1")), rst)
+    assert c.state == ESTABLISHED and c.challenge_acks == 1
+    # the exact one resets
+    rst = wtcp.build(c.rport, c.lport, c.rcv_nxt & 0xFFFFFFFF, 0, wtcp.RST, 0, pseudo + 6)
+    a.receive(IpMeta(ipaddress.ip_address(addr), ipaddress.ip_address("10.0.0.1")), rst)
+    assert ends == [errno.ECONNRESET]
+    # abort from the server side of a fresh connection
+    c2 = a.connect(addr, 80)
+    c2.on_close = ends.append
+    rt.run_for(1)
+    sink.conn.abort()
+    rt.run_for(1)
+    assert ends[-1] == errno.ECONNRESET and srv is not sink.conn
+
+
+def test_zero_window_probe_and_reopen() -> None:
+    rt, path, a, b, addr = pair(delay=0.01, cfg_b={"rcv_buf": 64 * 1024})
+    sink = Sink()
+
+    def accept(c):
+        sink.accept(c)
+        c.pause_reading()
+
+    b.listen(80, accept)
+    data = payload(400_000)
+    c = a.connect(addr, 80)
+    c.on_established = lambda: c.send(data)
+    rt.run(until=10)
+    assert c.snd_wnd == 0 and len(sink.data) == 0
+    assert 0 < sink.conn.rcvq_bytes <= 64 * 1024 + 1448
+    probes = c.tx_segments
+    rt.run(until=40)
+    assert c.tx_segments > probes  # persist timer probes while the window is shut
+    assert c.state == ESTABLISHED
+    sink.conn.resume_reading()
+    rt.run(until=80)
+    assert bytes(sink.data) == data
+
+
+def test_keepalive_detects_dead_peer() -> None:
+    rt, path, a, b, addr = pair(cfg_a={"keepalive": True, "keepalive_idle": 10,
+                                       "keepalive_interval": 2, "keepalive_probes": 3})
+    b.listen(80, Sink().accept)
+    c = a.connect(addr, 80)
+    ends = []
+    c.on_close = ends.append
+    rt.run(until=30)
+    assert c.state == ESTABLISHED  # the live peer answers probes
+    path.filter = lambda *_: False
+    rt.run(until=60)
+    assert ends == [errno.ETIMEDOUT]
+
+
+def test_syn_flood_bounded_with_cookies() -> None:
+    rt, path, a, b, addr = pair(cfg_b={"syn_backlog": 16})
+    sink = Sink()
+    b.listen(80, sink.accept)
+    c = a.connect(addr, 80)
+    rt.run(until=1)
+    dst = ipaddress.ip_address(addr)
+    for i in range(5000):
+        src = ipaddress.ip_address(f"10.9.{i // 250}.{i % 250 + 1}")
+        syn = wtcp.build(1024 + i, 80, i * 7919, 0, wtcp.SYN, 65535,
+                         ones_sum(src.packed + dst.packed) + 6, wtcp.build_options(mss=1460))
+        b.receive(IpMeta(src, dst), syn)
+    lst = b.listeners[80]
+    assert lst.half_open <= 16 and len(b.conns) <= 17
+    assert lst.cookies_sent >= 5000 - 16
+    # the established connection still moves data, and a new one gets through on a cookie
+    c.send(payload(200_000))
+    c2 = a.connect(addr, 80)
+    c2.on_established = lambda: (c2.send(b"cookie!"), c2.close())
+    rt.run(until=20)
+    assert len(sink.data) == 200_000 + 7 and lst.cookies_ok == 1
+    rt.run(until=200)  # the spoofed half-open entries time out and leave
+    assert lst.half_open == 0 and len(b.conns) <= 2
+
+
+def test_time_wait_reuse_and_nagle_small_writes() -> None:
+    rt, path, a, b, addr = pair(delay=0.01)
+    sink = Sink()
+    b.listen(80, sink.accept)
+    for round_ in range(2):
+        c = a.connect(addr, 80, sport=40000)
+        # many small writes: Nagle coalesces them, nothing is lost
+        c.on_established = lambda c=c: ([c.send(b"%05d" % i) for i in range(1000)], c.close())
+        rt.run_for(2)
+        assert c.state == TIME_WAIT
+        assert c.tx_segments < 100
+        if round_ == 0:
+            # the server closed second, so the client holds TIME_WAIT; reuse the 4-tuple
+            a.conns.pop(c.key)
+    assert bytes(sink.data) == b"".join(b"%05d" % i for i in range(1000)) * 2
