@@ -1,0 +1,416 @@
+"""The VDE switch side of the libvdeplug protocol: a `ctl` directory any VDE client can plug into.
+
+Layout and behaviour follow vde_switch, so Debian's vde_plug, vde_plug2tap and
+QEMU `-nic vde` connect unchanged:
+
+* the switch is a directory (mode 02700, or derived from `-m MODE`) holding the
+  stream socket `ctl` (mode 0600 or MODE; `-g GROUP` chowns dir and sockets);
+* a client connects to `ctl`, binds its own datagram socket and sends one
+  request_v3 (vnet.wire.vde); we stat that socket (its owner is the port's user),
+  make a datagram socket, connect it to the client, bind it at
+  `<dir>/<port %03d>.<fd>` and answer with that path (110-byte sockaddr_un);
+* `type >> 8` picks a port (0 = any free one), REQ_NEW_PORT0 the management port
+  0; a port may hold several endpoints of the same user (every frame goes to all);
+* EOF on the client's ctl stream closes its endpoint; the data socket is unlinked.
+
+Bad requests (garbage, short, wrong magic, wrong version) are counted by kind,
+logged in one line, and the connection is closed; the switch keeps forwarding.
+
+Data path: one reader callback per data socket drains it with `recv` (bounded
+per wake-up for fairness) and hands frames to the port; sends are non-blocking
+and a full peer queue (EAGAIN) is a counted `tx_dropped`, as in vde_switch.
+Frames up to the switch's MTU (jumbo included) are received whole.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import logging
+import os
+import re
+import socket
+import stat
+from collections.abc import Callable
+
+from vnet.link.port import Port
+from vnet.link.switch import Switch, SwitchError
+from vnet.runtime.realtime import AsyncioRuntime
+from vnet.wire.errors import WireError
+from vnet.wire.vde import REQUEST_MAX, build_sockaddr, parse_request
+
+log = logging.getLogger("vnet.vde")
+
+READ_BUDGET = 256  # frames per wake-up per socket, so one busy client cannot starve the rest
+SOCKBUF = 1 << 20  # SO_SNDBUF/SO_RCVBUF asked for (the kernel caps it at wmem_max/rmem_max)
+_STALE = re.compile(r"^(\d{3}\.\d+|ctl|\.\d{5}-\d{5})$")
+
+
+class VdeServerError(OSError):
+    """The ctl directory cannot be set up; the message is one line saying what to do."""
+
+
+def dirmode_for(mode: int) -> int:
+    """vde_switch's rule: the directory gets the socket's r/w bits plus x where r or w is set."""
+    x = 0
+    for shift in (6, 3, 0):
+        if (mode >> shift) & 0o6:
+            x |= 0o1 << shift
+    return 0o2000 | (mode & 0o666) | x
+
+
+class Endpoint:
+    """One client connection: its ctl stream and the switch-side data socket."""
+
+    __slots__ = ("ctl", "data", "path", "client_path", "vport", "uid", "description", "id")
+
+    def __init__(self, ctl: socket.socket) -> None:
+        self.ctl = ctl
+        self.data: socket.socket | None = None
+        self.path = ""
+        self.client_path = ""
+        self.vport: VdePort | None = None
+        self.uid = -1
+        self.description = ""
+        self.id = ctl.fileno()
+
+
+class VdePort:
+    """A switch port served to VDE clients; fans frames out to all its endpoints."""
+
+    def __init__(self, server: VdeServer, index: int, port: Port, uid: int) -> None:
+        self.server = server
+        self.index = index
+        self.port = port
+        self.uid = uid
+        self.endpoints: list[Endpoint] = []
+
+    def refresh(self) -> None:
+        """Rebind `port.transmit`: a direct send for one endpoint, a fan-out for several."""
+        port = self.port
+        socks = [ep.data for ep in self.endpoints if ep.data is not None]
+        if not socks:
+            port.detach()
+        elif len(socks) == 1:
+            send = socks[0].send
+
+            def transmit(frame: bytes) -> None:
+                try:
+                    send(frame)
+                except OSError:  # EAGAIN: the client is not reading fast enough; ECONNREFUSED: gone
+                    port.tx_dropped += 1
+
+            port.attach(transmit)
+        else:
+            sends = [s.send for s in socks]
+
+            def transmit_all(frame: bytes) -> None:
+                for send in sends:
+                    try:
+                        send(frame)
+                    except OSError:
+                        port.tx_dropped += 1
+
+            port.attach(transmit_all)
+        for hook in self.server.on_attach:
+            hook(self.index, port)
+
+
+class VdeServer:
+    """Serves `switch` on the VDE ctl directory `path`."""
+
+    def __init__(self, switch: Switch, rt: AsyncioRuntime, path: str, mode: int = 0o600,
+                 group: str | None = None, dirmode: int | None = None) -> None:
+        self.switch = switch
+        self.rt = rt
+        self.path = os.path.abspath(path)
+        self.ctl_path = os.path.join(self.path, "ctl")
+        self.mode = mode
+        self.dirmode = dirmode if dirmode is not None else dirmode_for(mode)
+        self.group = group
+        self.gid = -1
+        self.vports: dict[int, VdePort] = {}
+        self.endpoints: dict[int, Endpoint] = {}  # ctl fd -> endpoint
+        self.on_attach: list[Callable[[int, Port], None]] = []  # (index, port) after (re)wiring
+        self.counters = {"connections": 0, "accepted": 0, "closed": 0, "bad_garbage": 0,
+                         "bad_short": 0, "bad_magic": 0, "bad_version": 0, "refused": 0,
+                         "rx_errors": 0}
+        self._listener: socket.socket | None = None
+        self._made_dir = False
+        self.rx_size = switch.max_frame + 1  # one byte more, so oversize frames are seen as such
+
+    # ---- setup ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.group is not None:
+            try:
+                self.gid = grp.getgrnam(self.group).gr_gid
+            except KeyError:
+                raise VdeServerError(f"group {self.group!r} does not exist: check -g") from None
+        self._prepare_dir()
+        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            lsock.bind(self.ctl_path)
+            os.chmod(self.ctl_path, self.mode)
+            if self.gid >= 0:
+                os.chown(self.ctl_path, -1, self.gid)
+            lsock.listen(64)
+        except OSError as e:
+            lsock.close()
+            raise VdeServerError(f"cannot listen on {self.ctl_path}: {e.strerror}") from None
+        lsock.setblocking(False)
+        self._listener = lsock
+        self.rt.loop.add_reader(lsock.fileno(), self._accept)
+
+    def _prepare_dir(self) -> None:
+        p = self.path
+        try:
+            os.mkdir(p, 0o700)
+            self._made_dir = True
+        except FileExistsError:
+            self._check_existing_dir()
+        except PermissionError:
+            raise VdeServerError(f"cannot create switch directory {p}: permission denied "
+                                 f"(choose a path you can write, e.g. /tmp/{os.path.basename(p)})"
+                                 ) from None
+        except FileNotFoundError:
+            raise VdeServerError(f"cannot create switch directory {p}: its parent does not exist"
+                                 ) from None
+        except OSError as e:
+            raise VdeServerError(f"cannot create switch directory {p}: {e.strerror}") from None
+        try:
+            os.chmod(p, self.dirmode)
+            if self.gid >= 0:
+                os.chown(p, -1, self.gid)
+        except OSError as e:
+            raise VdeServerError(f"cannot set mode/group of {p}: {e.strerror}") from None
+
+    def _check_existing_dir(self) -> None:
+        p = self.path
+        st = os.lstat(p)
+        if not stat.S_ISDIR(st.st_mode):
+            raise VdeServerError(f"{p} exists and is not a directory: choose another -s path")
+        if st.st_uid != os.geteuid():
+            raise VdeServerError(f"{p} exists and belongs to uid {st.st_uid}, not us: "
+                                 f"choose another -s path or remove it")
+        names = os.listdir(p)
+        if names and "ctl" not in names:
+            raise VdeServerError(f"{p} exists and is not a VDE switch directory (no ctl socket): "
+                                 f"choose another -s path")
+        if "ctl" in names:
+            ctl = self.ctl_path
+            if not stat.S_ISSOCK(os.lstat(ctl).st_mode):
+                raise VdeServerError(f"{ctl} exists and is not a socket: choose another -s path")
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.settimeout(1.0)
+                probe.connect(ctl)
+            except OSError:
+                pass  # dead: a stale socket from a switch that did not clean up
+            else:
+                raise VdeServerError(f"{p} is in use by a running switch: stop it or choose another "
+                                     f"-s path")
+            finally:
+                probe.close()
+            for name in names:  # clear the dead switch's sockets
+                if _STALE.match(name):
+                    try:
+                        os.unlink(os.path.join(p, name))
+                    except OSError:
+                        pass
+
+    # ---- ctl connections ------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        for _ in range(64):
+            try:
+                conn, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # EMFILE and the like: say so, keep running
+                log.warning("vde: accept on %s failed: %s", self.ctl_path, e.strerror)
+                return
+            conn.setblocking(False)
+            self.counters["connections"] += 1
+            ep = Endpoint(conn)
+            self.endpoints[ep.id] = ep
+            self.rt.loop.add_reader(ep.id, self._ctl_readable, ep)
+
+    def _ctl_readable(self, ep: Endpoint) -> None:
+        try:
+            data = ep.ctl.recv(REQUEST_MAX + 6)  # vde_switch reads at most 256
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # EOF: the client is gone
+            self.close_endpoint(ep)
+            return
+        if ep.data is not None:
+            # The stream is silent after the handshake; vde_switch drops a talker too.
+            log.warning("vde: unexpected %d bytes on ctl after the handshake from %s; closing it",
+                        len(data), ep.description or ep.client_path)
+            self.counters["bad_garbage"] += 1
+            self.close_endpoint(ep)
+            return
+        try:
+            req = parse_request(data)
+        except WireError as e:
+            msg = str(e)
+            kind = ("bad_short" if msg.startswith("short") else "bad_magic" if "magic" in msg
+                    else "bad_version" if "version" in msg else "bad_garbage")
+            self.counters[kind] += 1
+            log.warning("vde: rejected a request on %s: %s", self.ctl_path, msg)
+            self.close_endpoint(ep)
+            return
+        try:
+            self._new_port(ep, req.path, req.port, req.port0, req.description)
+        except (OSError, SwitchError) as e:
+            self.counters["refused"] += 1
+            text = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            log.warning("vde: refused %s (%s): %s", req.path, req.description, text)
+            self.close_endpoint(ep)
+
+    def _new_port(self, ep: Endpoint, client: str, want: int, port0: bool, descr: str) -> None:
+        if not os.access(client, os.R_OK | os.W_OK):
+            raise OSError(errno.EPERM, f"client socket {client} is missing or not read/writable")
+        uid = os.stat(client).st_uid
+        index = 0 if port0 else want
+        vport = self.vports.get(index) if index or port0 else None
+        if vport is not None and vport.uid != uid and uid != 0:
+            raise SwitchError(f"port {index} is in use by uid {vport.uid}")
+        data = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            data.setblocking(False)
+            for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+                try:
+                    data.setsockopt(socket.SOL_SOCKET, opt, SOCKBUF)
+                except OSError:
+                    pass
+            data.connect(client)
+            created = vport is None
+            if created:
+                port = self.switch.add_port(index if index or port0 else None)
+                index = next(i for i, r in self.switch.ports.items() if r.port is port)
+                vport = VdePort(self, index, port, uid)
+                self.vports[index] = vport
+            assert vport is not None
+            path = os.path.join(self.path, f"{index:03d}.{data.fileno()}")
+            try:
+                try:
+                    os.unlink(path)  # left by a dead switch
+                except FileNotFoundError:
+                    pass
+                data.bind(path)
+                os.chmod(path, self.mode)
+                if self.gid >= 0:
+                    os.chown(path, -1, self.gid)
+                ep.ctl.send(build_sockaddr(path))
+            except OSError:
+                if created:
+                    self._drop_vport(vport)
+                raise
+        except BaseException:
+            data.close()
+            raise
+        ep.data, ep.path, ep.client_path, ep.uid, ep.description = data, path, client, uid, descr
+        ep.vport = vport
+        vport.endpoints.append(ep)
+        if not vport.port.description:
+            vport.port.description = descr
+        vport.refresh()
+        self.counters["accepted"] += 1
+        self.rt.loop.add_reader(data.fileno(), self._make_reader(data, vport.port))
+
+    def _make_reader(self, sock: socket.socket, port: Port) -> Callable[[], None]:
+        recv = sock.recv
+        size = self.rx_size
+        counters = self.counters
+
+        def readable() -> None:
+            deliver = port.receive  # looked up per wake-up: capture/STP may rewrap it
+            for _ in range(READ_BUDGET):
+                try:
+                    frame = recv(size)
+                except BlockingIOError:
+                    return
+                except OSError:  # ECONNREFUSED after the client vanished; EOF comes on ctl
+                    counters["rx_errors"] += 1
+                    return
+                deliver(frame)
+
+        return readable
+
+    def close_endpoint(self, ep: Endpoint) -> None:
+        if self.endpoints.pop(ep.id, None) is None:
+            return
+        loop = self.rt.loop
+        try:
+            loop.remove_reader(ep.id)
+        except (ValueError, OSError, RuntimeError):
+            pass
+        ep.ctl.close()
+        if ep.data is not None:
+            self.counters["closed"] += 1
+            try:
+                loop.remove_reader(ep.data.fileno())
+            except (ValueError, OSError, RuntimeError):
+                pass
+            ep.data.close()
+            ep.data = None
+            try:
+                os.unlink(ep.path)
+            except OSError:
+                pass
+        vport = ep.vport
+        if vport is not None:
+            if ep in vport.endpoints:
+                vport.endpoints.remove(ep)
+            if vport.endpoints:
+                vport.refresh()
+            else:
+                self._drop_vport(vport)
+
+    def _drop_vport(self, vport: VdePort) -> None:
+        if self.vports.get(vport.index) is vport:
+            del self.vports[vport.index]
+            if vport.index in self.switch.ports:
+                self.switch.remove_port(vport.index)
+
+    def close_port(self, index: int) -> int:
+        """Disconnect every endpoint on a port (console `port/remove`); returns how many."""
+        vport = self.vports.get(index)
+        if vport is None:
+            return 0
+        eps = list(vport.endpoints)
+        for ep in eps:
+            self.close_endpoint(ep)
+        return len(eps)
+
+    def endpoint_info(self, index: int) -> list[dict[str, object]]:
+        vport = self.vports.get(index)
+        if vport is None:
+            return []
+        return [{"id": ep.id, "uid": ep.uid, "descr": ep.description, "sock": ep.client_path}
+                for ep in vport.endpoints]
+
+    def close(self) -> None:
+        for ep in list(self.endpoints.values()):
+            self.close_endpoint(ep)
+        if self._listener is not None:
+            try:
+                self.rt.loop.remove_reader(self._listener.fileno())
+            except (ValueError, OSError, RuntimeError):
+                pass
+            self._listener.close()
+            self._listener = None
+            try:
+                os.unlink(self.ctl_path)
+            except OSError:
+                pass
+            if self._made_dir:
+                try:
+                    os.rmdir(self.path)
+                except OSError:
+                    pass
