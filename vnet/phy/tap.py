@@ -10,6 +10,9 @@ sends are written with one `os.write`; a full queue (EAGAIN) counts a tx drop.
 (/run/netns/NS, as made by `ip netns add`) from a short-lived thread, so the
 caller's own namespace is untouched.
 
+`vnet_hdr=1` turns on IFF_VNET_HDR with TSO4/TSO6/CSUM offloads, so TCP moves
+64 KB frames through the switch unsegmented: see `vnet.phy.offload`.
+
 """
 
 from __future__ import annotations
@@ -179,7 +182,7 @@ def _flag(options: dict[str, str], key: str, default: bool) -> bool:
 
 
 def parse_options(url: AttachUrl) -> dict[str, object]:
-    known = {"netns", "up", "mtu"}
+    known = {"netns", "up", "mtu", "vnet_hdr"}
     bad = set(url.options) - known
     if bad:
         raise UrlError(f"{url.raw}: unknown option(s) {', '.join(sorted(bad))}; "
@@ -193,12 +196,16 @@ def parse_options(url: AttachUrl) -> dict[str, object]:
         if not 68 <= mtu <= 65521:
             raise UrlError(f"{url.raw}: mtu {mtu} out of range 68..65521")
     return {"name": url.target, "up": _flag(url.options, "up", True), "mtu": mtu,
-            "vnet_hdr": False,
+            "vnet_hdr": _flag(url.options, "vnet_hdr", False),
             "netns": url.options.get("netns") or None}
 
 
 def attach_fd(fd: int, ifname: str, port: Port, rt: AsyncioRuntime,
               vnet_hdr: bool = False) -> TapAttachment:
+    """Join an fd from `open_tap` to `port` (pass the same `vnet_hdr` it was opened with)."""
+    if vnet_hdr:
+        from vnet.phy.offload import VnetTapAttachment
+        return VnetTapAttachment(fd, ifname, port, rt)
     return TapAttachment(fd, ifname, port, rt)
 
 
