@@ -309,9 +309,9 @@ async def _main(rt: AsyncioRuntime, args: argparse.Namespace, urls: list[str] | 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        urls = endpoints(args)
         # Check every value before touching the network, so typos fail fast.
         configure(WireFilter.standalone(_NoClock()), args)
+        urls = endpoints(args)
         return int(run_realtime(lambda rt: _main(rt, args, urls), seed=args.seed) or 0)
     except Fail as e:
         print(f"{PROG}: {e}", file=sys.stderr)
