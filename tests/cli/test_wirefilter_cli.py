@@ -1,4 +1,4 @@
-"""`vnet wirefilter` in real time between two Debian vde_switch instances.
+"""`vnet wirefilter` in real time between two Debian vde_switch (or two `vnet switch`) instances.
 
 Endpoints are `vde_plug` processes on each switch, driven from the test over
 their stdin/stdout (VDE's 2-byte length stream). The wire's delay is checked as
@@ -100,15 +100,21 @@ def wait_for(pred, timeout: float = 10.0) -> None:
 
 
 @pytest.fixture
-def net(tmp_path):
-    """Two vde_switch instances, a plug on each; yields a helper, kills everything after."""
-    need_tool("vde_switch", "vde_plug")
+def net(request, tmp_path):
+    """Two switches (Debian vde_switch by default, or `vnet switch` when parametrized with
+    "vnet"), a vde_plug on each; yields a helper, kills everything after."""
+    kind = getattr(request, "param", "vde_switch")
+    need_tool("vde_plug")
+    if kind == "vde_switch":
+        need_tool("vde_switch")
     procs: list[Proc] = []
     tag = uuid.uuid4().hex[:6]
     dirs = [tmp_path / f"sw{i}-{tag}" for i in (1, 2)]
     for d in dirs:
-        procs.append(Proc(["vde_switch", "-s", str(d)], stdin=subprocess.PIPE,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        argv = (["vde_switch", "-s", str(d)] if kind == "vde_switch"
+                else vnet_cmd("switch", "-s", str(d)))
+        procs.append(Proc(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, env=ENV))
     for d in dirs:
         wait_for(lambda d=d: (d / "ctl").exists(), 10)
 
@@ -169,6 +175,7 @@ def wait_linked(net, timeout: float = 10.0) -> None:
     raise AssertionError("no frame crossed the wire")
 
 
+@pytest.mark.parametrize("net", ["vde_switch", "vnet"], indirect=True)
 def test_vnet_wirefilter_delay_and_live_change(net):
     mgmt = net.tmp / "wf.mgmt"
     wf = net.start(vnet_cmd("wirefilter", "-v", f"{net.sw1}:{net.sw2}", "-d", "LR40",
@@ -197,6 +204,7 @@ def test_vnet_wirefilter_delay_and_live_change(net):
     assert not mgmt.exists()
 
 
+@pytest.mark.parametrize("net", ["vde_switch", "vnet"], indirect=True)
 def test_vnet_wirefilter_loss_per_direction_and_capture(net):
     mgmt = net.tmp / "wf.mgmt"
     pcap = net.tmp / "wire.pcapng"
@@ -222,6 +230,7 @@ def test_vnet_wirefilter_loss_per_direction_and_capture(net):
     assert len(got.packets) >= 20
 
 
+@pytest.mark.parametrize("net", ["vde_switch", "vnet"], indirect=True)
 def test_dpipe_chain(net):
     need_tool("dpipe")
     net.start(["dpipe", "vde_plug", str(net.sw1), "=", *vnet_cmd("wirefilter", "-d", "30"),
