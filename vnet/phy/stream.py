@@ -57,8 +57,14 @@ class StreamAttachment:
         self.closed: asyncio.Future[None] = rt.loop.create_future()
         os.set_blocking(rfd, False)
         os.set_blocking(wfd, False)
+        try:
+            rt.loop.add_reader(rfd, self._readable)
+        except OSError as e:
+            if closer is not None:
+                closer()
+            raise UrlError(f"{label}: cannot poll its input ({e.strerror}): regular files "
+                           f"cannot be polled, pipe them in (cat FILE | vnet plug ...)") from None
         port.attach(self._send)
-        rt.loop.add_reader(rfd, self._readable)
 
     # ---- in -------------------------------------------------------------------------------
 
