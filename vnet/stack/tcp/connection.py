@@ -366,11 +366,12 @@ class Connection:
         # the window in a SYN is never scaled (RFC 7323 2.2)
         win = min(self.rcv_buf, 0xFFFF)
         self.rcv_adv = self.rcv_nxt + win
-        self._emit(self.iss, SYN | ACK if syn_ack else SYN, win, opts, b"",
-                   self.rcv_nxt if syn_ack else 0)
+        # state first: on a zero-delay path the answer arrives inside _emit
         if self.snd_max < self.iss + 1:
             self.snd_max = self.iss + 1
         self.snd_nxt = self.iss + 1
+        self._emit(self.iss, SYN | ACK if syn_ack else SYN, win, opts, b"",
+                   self.rcv_nxt if syn_ack else 0)
 
     # ------------------------------------------------------------------ output
     def _emit(self, seq: int, flags: int, win: int, opts: bytes, payload: bytes | bytearray,
@@ -476,10 +477,10 @@ class Connection:
             wnd = self.snd_una + self.snd_wnd - nxt
             if avail <= 0:
                 if self.fin_queued and nxt == data_end and budget > 0 and wnd >= 0:
-                    self._send_data(nxt, 0, FIN | ACK)
                     self.snd_nxt = nxt + 1
                     if self.snd_max < nxt + 1:
                         self.snd_max = nxt + 1
+                    self._send_data(nxt, 0, FIN | ACK)
                     sent = True
                 break
             n = avail if avail < mss else mss
@@ -505,11 +506,12 @@ class Connection:
                 self.rtt_time = self.rt.now()
             if nxt < self.snd_max:
                 self.retransmits += 1
-            self._send_data(nxt, n, flags)
+            seq = nxt
             nxt += n + (1 if flags & FIN else 0)
             self.snd_nxt = nxt
             if self.snd_max < nxt:
                 self.snd_max = nxt
+            self._send_data(seq, n, flags)
             sent = True
         if sent or self.snd_max > self.snd_una:
             if not self.t_rto.armed:
@@ -536,8 +538,8 @@ class Connection:
             # NewReno: the segment at SND.UNA, once per (partial) ACK
             if self.rxt_next <= self.snd_una:
                 n = min(mss, self.snd_max - self.snd_una)
-                self._retransmit(self.snd_una, n)
                 self.rxt_next = self.snd_una + n
+                self._retransmit(self.snd_una, n)
                 sent = True
             return sent
         sb = self.scoreboard
@@ -548,8 +550,8 @@ class Connection:
             if hole is None:
                 break
             n = min(mss, hole[1] - hole[0])
-            self._retransmit(hole[0], n)
             self.rxt_next = hole[0] + n
+            self._retransmit(hole[0], n)
             sent = True
         return sent
 
@@ -1039,10 +1041,11 @@ class Connection:
             self.snd_wl2 = self.iss + 1
             self.state = ESTABLISHED
             self._ack_advance(self.iss + 1, opts.ts[1] if opts.ts else 0)
-            self._send_ack()
-            self._established()
-            if len(buf) > hl and self.state == ESTABLISHED:
+            if len(buf) > hl:
                 self._deliver(bytes(buf[hl:]))
+            before = self.tx_segments
+            self._established()
+            if self.tx_segments == before and self.state == ESTABLISHED:
                 self._send_ack()
         else:
             # simultaneous open (RFC 9293 3.5 figure 8)
@@ -1056,6 +1059,8 @@ class Connection:
         if self.keepalive:
             self.t_keepalive.start(self.cfg.keepalive_idle)
         self.on_established()
+        if self.rcvq and self.on_data is not None:
+            self._drain_rcvq()  # data that came before the application was ready
         if self.state in _SEND_STATES or self.state == FIN_WAIT_1:
             self.output()
 

@@ -99,6 +99,7 @@ class Tcp:
         self._secret = self.rt.rng.getrandbits(128).to_bytes(16, "big")
         self._cookie_secret = self.rt.rng.getrandbits(128).to_bytes(16, "big")
         self._pseudo_cache: dict[tuple, int] = {}
+        self._busy = False
         # counters
         self.rx_segments = 0
         self.rx_bad = 0
@@ -194,6 +195,18 @@ class Tcp:
         return p
 
     def receive(self, meta: Any, buf: Any) -> None:
+        if self._busy:
+            # re-entered through a zero-delay path (our own output reached the peer and its
+            # answer came straight back): finish the outer segment first
+            self.rt.call_soon(self.receive, meta, bytes(buf))
+            return
+        self._busy = True
+        try:
+            self._receive(meta, buf)
+        finally:
+            self._busy = False
+
+    def _receive(self, meta: Any, buf: Any) -> None:
         self.rx_segments += 1
         n = len(buf)
         if n < 20:
@@ -360,8 +373,8 @@ class Tcp:
         if len(quoted) < 8:
             return
         sport, dport, seq = struct.unpack_from("!HHI", quoted)
-        # the quoted packet went from us to meta's "original destination"
-        remote = getattr(meta, "orig_dst", None) or meta.src
+        # meta describes the quoted packet: it went from us (src) to the peer (dst)
+        remote = meta.dst
         conn = self.conns.get((remote, dport, sport))
         if conn is None or conn.state == CLOSED:
             return
