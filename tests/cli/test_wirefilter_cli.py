@@ -319,3 +319,93 @@ def test_udp_ends_without_vde(tmp_path):
         a.close()
         b.close()
     assert shutil.which(sys.executable)
+
+
+# ---- kernel TCP across the emulated wire -------------------------------------------------
+
+L2_LIMIT_MBIT = (1 << 20) * 8 / 1e6  # -b 1M is 1 MiB/s at layer 2: 8.39 Mbit/s
+
+
+def _tcp_across(ns1, ns2, seconds: int = 4) -> tuple[float, float]:
+    """(ping min RTT in ms, iperf3 receiver goodput in Mbit/s) from ns1 to ns2."""
+    import json
+
+    ping = ns1.run("ping", "-c", "5", "-i", "0.2", "-W", "3", "10.77.0.2", check=False)
+    rtts = [float(x.split("time=")[1].split()[0]) for x in ping.stdout.splitlines() if "time=" in x]
+    assert rtts, ping.stdout + ping.stderr
+    server = ns2.popen("iperf3", "-s", "-1", "-p", "5299", stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        r = ns1.run("iperf3", "-c", "10.77.0.2", "-p", "5299", "-t", str(seconds), "-J",
+                    timeout=seconds + 20)
+        res = json.loads(r.stdout)
+    finally:
+        server.kill()
+        server.wait(5)
+    return min(rtts), res["end"]["sum_received"]["bits_per_second"] / 1e6
+
+
+def _addresses(ns1, ns2, if1: str, if2: str) -> None:
+    wait_for(lambda: ns1.run("ip", "link", "show", if1, check=False).returncode == 0
+             and ns2.run("ip", "link", "show", if2, check=False).returncode == 0)
+    ns1.run("ip", "addr", "add", "10.77.0.1/24", "dev", if1)
+    ns2.run("ip", "addr", "add", "10.77.0.2/24", "dev", if2)
+    ns1.run("ip", "link", "set", if1, "up")
+    ns2.run("ip", "link", "set", if2, "up")
+
+
+def test_kernel_tcp_through_vnet_wirefilter_between_taps(netns_factory):
+    """Two namespaces, a TAP in each, `vnet wirefilter tap:// tap:// -d 20 -b 1M -c 64K`."""
+    from tests.conftest import need_tun
+
+    need_tun()
+    need_tool("iperf3", "ping")
+    ns1, ns2 = netns_factory("wfa"), netns_factory("wfb")
+    tap = f"wft{uuid.uuid4().hex[:6]}"
+    wf = Proc(vnet_cmd("wirefilter", f"tap://{tap}?netns={ns1.name}", f"tap://{tap}?netns={ns2.name}",
+                       "-d", "20", "-b", "1M", "-c", "64K"),
+              stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    try:
+        _addresses(ns1, ns2, tap, tap)
+        rtt, goodput = _tcp_across(ns1, ns2)
+    finally:
+        wf.stop()
+    print(f"\nvnet wirefilter -d 20 -b 1M -c 64K between TAPs: ping min {rtt:.1f} ms, "
+          f"iperf3 {goodput:.2f} Mbit/s (L2 limit {L2_LIMIT_MBIT:.2f})")
+    assert rtt >= 40 - 2 * TICK * 1e3
+    assert 0 < goodput <= L2_LIMIT_MBIT * 1.01  # a shaper never passes more than its rate
+
+
+def test_kernel_tcp_through_debian_wirefilter_reference(netns_factory, tmp_path):
+    """The same measurement through vde_switch + vde_plug2tap + Debian wirefilter -v."""
+    from tests.conftest import need_tun
+
+    need_tun()
+    need_tool("iperf3", "ping", "vde_switch", "vde_plug2tap", "wirefilter")
+    ns1, ns2 = netns_factory("wfa"), netns_factory("wfb")
+    tap = f"wft{uuid.uuid4().hex[:6]}"
+    procs: list[Proc] = []
+    try:
+        dirs = [tmp_path / "s1", tmp_path / "s2"]
+        for d in dirs:
+            procs.append(Proc(["vde_switch", "-s", str(d)], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for d in dirs:
+            wait_for(lambda d=d: (d / "ctl").exists())
+        for ns, d in ((ns1, dirs[0]), (ns2, dirs[1])):
+            procs.append(Proc(["ip", "netns", "exec", ns.name, "vde_plug2tap", "-s", str(d), tap],
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL))
+        procs.append(Proc(["wirefilter", "-v", f"{dirs[0]}:{dirs[1]}", "-d", "20", "-b", "1M",
+                           "-c", "64K"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL))
+        _addresses(ns1, ns2, tap, tap)
+        rtt, goodput = _tcp_across(ns1, ns2)
+    finally:
+        for p in reversed(procs):
+            p.stop()
+    print(f"\nDebian wirefilter -d 20 -b 1M -c 64K (vde_switch + vde_plug2tap): ping min "
+          f"{rtt:.1f} ms, iperf3 {goodput:.2f} Mbit/s")
+    assert rtt >= 40 - 2 * TICK * 1e3
+    assert 0 < goodput <= L2_LIMIT_MBIT * 1.01
