@@ -64,3 +64,19 @@ def test_asyncio_runtime_timers():
 
     res, dt = run(main)
     assert res == "ok" and dt >= 0.015
+
+
+def test_realtime_timers_never_fire_early():
+    """uvloop truncates to whole ms; the runtime re-arms so deadlines are honoured."""
+    import time
+
+    async def main(rt: AsyncioRuntime):
+        errors = []
+        for delay in (0.0005, 0.0013, 0.0029):
+            fut = asyncio.get_running_loop().create_future()
+            t0 = time.monotonic()
+            rt.call_later(delay, lambda f=fut: f.set_result(time.monotonic()))
+            errors.append(await fut - t0 - delay)
+        return errors
+
+    assert min(run(main)) >= -50e-6
