@@ -153,3 +153,54 @@ def test_vnet_plug_survives_read_split_inside_header():
             stop(proc)
 
     run(main)
+
+
+def test_vnet_plug_default_switch_cable_between_two_vde_switches(tmp_path):
+    """`dpipe vnet plug = vde_plug SW2`, where vnet plug finds SW1 as ~/.vdeplug/default."""
+    need_tool("vde_switch", "vde_plug", "dpipe")
+    procs: list[subprocess.Popen] = []
+    dirs = [tmp_path / "sw1", tmp_path / "sw2"]
+    try:
+        for d in dirs:
+            procs.append(subprocess.Popen(["vde_switch", "-s", str(d)], stdin=subprocess.PIPE,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        end = time.monotonic() + 10
+        while not all((d / "ctl").exists() for d in dirs):
+            assert time.monotonic() < end, "vde_switch did not start"
+            time.sleep(0.05)
+        home = tmp_path / "home"
+        (home / ".vdeplug").mkdir(parents=True)
+        (home / ".vdeplug" / "default").symlink_to(dirs[0])
+        env = dict(os.environ, HOME=str(home))
+        cable = subprocess.Popen(["dpipe", *vnet_cmd("plug"), "=", "vde_plug", f"vde://{dirs[1]}"],
+                                 env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        procs.append(cable)
+
+        async def main(rt: AsyncioRuntime) -> None:
+            x, y = Port("x"), Port("y")
+            gx: list[bytes] = []
+            gy: list[bytes] = []
+            x.receive, y.receive = gx.append, gy.append
+            xa = await attach(f"cmd://vde_plug vde://{dirs[0]}", x, rt)
+            ya = await attach(f"cmd://vde_plug vde://{dirs[1]}", y, rt)
+            try:
+                n = 0
+                while not gy:
+                    x.send(frame(BCAST, A, 60, n))
+                    n += 1
+                    await asyncio.sleep(0.05)
+                    assert n < 200, "no frame crossed the vnet plug cable"
+                sent = [frame(A, B, 100 + i, i) for i in range(30)]
+                for f in sent:
+                    y.send(f)
+                    await asyncio.sleep(0)
+                await until(lambda: len(gx) >= len(sent))
+                assert gx == sent
+            finally:
+                xa.close()
+                ya.close()
+
+        run(main)
+    finally:
+        for p in reversed(procs):
+            stop(p)
