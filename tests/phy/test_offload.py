@@ -61,16 +61,17 @@ async def transfer(n1, n2) -> tuple[str, str]:
     return out_c.decode().strip(), out_s.decode().strip()
 
 
-@pytest.mark.parametrize("second", ["offload", "plain"])
+@pytest.mark.parametrize("second", ["offload", "plain", "offload-mtu1500"])
 def test_tcp_through_switch_with_offloads(netns_factory, second):
     need_tun()
     n1, n2 = netns_factory("vof"), netns_factory("vof")
     t1, t2 = f"vo{uuid.uuid4().hex[:8]}", f"vo{uuid.uuid4().hex[:8]}"
 
     async def main(rt: AsyncioRuntime):
-        sw = Switch(rt, mtu=65535 - 18)
+        # A switch with the default MTU would drop 64 KB frames: they are segmented instead.
+        sw = Switch(rt, mtu=1500 if second == "offload-mtu1500" else 65535 - 18)
         a1 = await attach(f"tap://{t1}?netns={n1.name}&vnet_hdr=1", sw.add_port(), rt)
-        opt = "&vnet_hdr=1" if second == "offload" else ""
+        opt = "&vnet_hdr=1" if second.startswith("offload") else ""
         a2 = await attach(f"tap://{t2}?netns={n2.name}{opt}", sw.add_port(), rt)
         try:
             n1.run("ip", "addr", "add", "10.79.0.1/24", "dev", t1)
@@ -87,5 +88,8 @@ def test_tcp_through_switch_with_offloads(netns_factory, second):
     assert client.split()[0] == str(SIZE)
     if second == "offload":
         assert c1["gso_passed"] > 0 and c1["gso_segmented"] == 0, c1
-    else:
+    elif second == "plain":
         assert c1["gso_passed"] == 0 and c1["gso_segmented"] > 0, c1
+    else:  # small frames with partial checksums still pass; 64 KB ones are cut
+        assert c1["gso_segmented"] > 0, c1
+    assert c1["rx_dropped"] == 0 and c1["rx_bad_hdr"] == 0, c1

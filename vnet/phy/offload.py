@@ -12,7 +12,8 @@ header travels beside the frame, not in it:
 * Such a frame is only passed on when every place the engine may send it takes
   offloads: all other ports of the owning switch are offload-capable TAPs on the
   same untagged VLAN with no tagged VLANs (or the port is joined directly to one,
-  as `vnet plug` does). Otherwise it is finished in software first - checksum
+  as `vnet plug` does), and the switch's MTU admits it (64 KB needs `--mtu 65517`;
+  with 1500 the segments are what fits). Otherwise it is finished in software first - checksum
   completed, GSO frame cut into MSS-sized segments exactly as the kernel would -
   and the plain frames go in instead.
 
@@ -41,9 +42,12 @@ def accepts_offload(transmit: object) -> bool:
     return getattr(transmit, "accepts_offload", False) is True
 
 
-def passthrough_ok(port: Port) -> bool:
-    """True when every destination the engine can pick for frames from `port` takes offloads."""
+def passthrough_ok(port: Port, length: int) -> bool:
+    """True when every destination the engine can pick for frames from `port` takes offloads
+    (and the engine accepts a frame of `length` bytes: a switch drops frames over its MTU)."""
     sw = port.owner
+    if length > getattr(sw, "max_frame", 65535):
+        return False
     ports = getattr(sw, "ports", None)
     if ports is None:
         # Joined directly (vnet plug): port.receive is the other side's Port.send.
@@ -94,7 +98,7 @@ class VnetTapAttachment(TapAttachment):
                 port.deliver(data[_HL:])
                 continue
             frame = data[_HL:]
-            if passthrough_ok(port):
+            if passthrough_ok(port, len(frame)):
                 self.gso_passed += 1
                 pending[0] = frame
                 pending[1] = data[:_HL]
