@@ -157,11 +157,15 @@ def test_port0_and_refusals(tmp_path):
         assert m.port_number == 0 and 0 in sw.ports
         with pytest.raises(VdeClientError, match="refused port 9"):
             await plug(rt, tmp_path / "sw", want=9)
+        sw.add_port(2)  # held by a non-VDE attachment (a TAP, say)
+        with pytest.raises(VdeClientError, match="refused port 2"):
+            await plug(rt, tmp_path / "sw", want=2)
+        sw.remove_port(2)
         atts = [(await plug(rt, tmp_path / "sw"))[2] for _ in range(4)]
         assert sorted(a.port_number for a in atts) == [1, 2, 3, 4]
         with pytest.raises(VdeClientError, match="refused a port"):
             await plug(rt, tmp_path / "sw")
-        assert srv.counters["refused"] == 2
+        assert srv.counters["refused"] == 3
         srv.close()
         sw.close()
 

@@ -165,7 +165,8 @@ class SwitchDaemon:
             att = await attach(url, port, self.rt)
         except UrlError as e:
             self.switch.remove_port(index)
-            raise Fatal(str(e)) from None
+            text = str(e)
+            raise Fatal(text if url in text else f"{url}: {text}") from None
         except ModuleNotFoundError as e:
             self.switch.remove_port(index)
             raise Fatal(f"{url}: this URL scheme is not available yet ({e.name} is missing)"
@@ -334,7 +335,12 @@ def run(args: argparse.Namespace) -> int:
     ready_fd = _daemonize() if args.daemon else -1
 
     def verdict(text: str) -> None:
+        """Tell the waiting parent (daemon mode) or the user how the start went."""
         nonlocal ready_fd
+        if ready_fd < 0:
+            if text != "ok":
+                print(f"vnet switch: {text}", file=sys.stderr)
+            return
         if ready_fd >= 0:
             os.write(ready_fd, text.encode() + b"\n")
             os.close(ready_fd)
@@ -355,7 +361,6 @@ def run(args: argparse.Namespace) -> int:
             loop.run_until_complete(daemon.start())
         except Fatal as e:
             verdict(str(e))
-            print(f"vnet switch: {e}", file=sys.stderr)
             loop.run_until_complete(daemon.close())
             return 1
         if args.pidfile:
@@ -365,8 +370,6 @@ def run(args: argparse.Namespace) -> int:
                 pidfile_written = True
             except OSError as e:
                 verdict(f"cannot write pidfile {args.pidfile}: {e.strerror}")
-                print(f"vnet switch: cannot write pidfile {args.pidfile}: {e.strerror}",
-                      file=sys.stderr)
                 loop.run_until_complete(daemon.close())
                 return 1
         verdict("ok")
