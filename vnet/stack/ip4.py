@@ -222,12 +222,14 @@ class IPv4Layer(AcdMixin):
         else:
             local = False
         if not local:
+            # A DHCP client accepts unicast offers before it has the address.
             dhcp = self.dhcp.get(iface.name)
-            if dhcp is not None and h.proto == ipv4.PROTO_UDP:
-                local = True  # a DHCP client accepts offers before it has an address
+            if dhcp is not None and h.proto == ipv4.PROTO_UDP and not h.frag & _MF_OR_OFFSET \
+                    and pkt[h.ihl + 2:h.ihl + 4] == b"\x00\x44":
+                dhcp.receive(h, pkt[h.ihl:])
             else:
                 st["ip4_not_for_us"] += 1
-                return
+            return
         payload = pkt[h.ihl:]
         if h.frag & _MF_OR_OFFSET:
             st["ip4_frag_rx"] += 1
