@@ -33,7 +33,8 @@ async def sh(ns, *cmd: str, timeout: float = 20) -> tuple[int, str]:
     return proc.returncode or 0, out.decode()
 
 
-def test_kernel_vxlan_ping_both_ways_and_wrong_vni_dropped(netns_factory):
+@pytest.mark.parametrize("entropy", ["1", "0"])
+def test_kernel_vxlan_ping_both_ways_and_wrong_vni_dropped(netns_factory, entropy):
     need_tun()
     need_tool("ping")
     a, b, c = netns_factory("vxa"), netns_factory("vxb"), netns_factory("vxc")
@@ -52,8 +53,8 @@ def test_kernel_vxlan_ping_both_ways_and_wrong_vni_dropped(netns_factory):
 
     async def main(rt: AsyncioRuntime) -> None:
         sw = Switch(rt)
-        vx = await attach(f"vxlan://198.51.100.1:4789?vni=42&local=198.51.100.2&netns={b.name}",
-                          sw.add_port(), rt)
+        vx = await attach(f"vxlan://198.51.100.1:4789?vni=42&local=198.51.100.2&netns={b.name}"
+                          f"&entropy={entropy}", sw.add_port(), rt)
         tp = await attach(f"tap://{tap}?netns={c.name}&mtu=1450", sw.add_port(), rt)
         try:
             c.run("ip", "addr", "add", "192.0.2.3/24", "dev", tap)
@@ -71,7 +72,8 @@ def test_kernel_vxlan_ping_both_ways_and_wrong_vni_dropped(netns_factory):
             rc, out = await sh(a, "ping", "-c", "2", "-i", "0.2", "-W", "1", "203.0.113.3")
             assert rc != 0, out
             assert vx.rx_wrong_vni > before  # its ARP requests arrived and were dropped
-            assert vx.entropy  # root: outer source ports are a hash of the inner headers
+            # root: outer source ports are a hash of the inner headers; else our bound port
+            assert vx.entropy == (entropy == "1")
             # The kernel learned our VTEP's inner MACs behind 198.51.100.2.
             _, fdb = await sh(a, "bridge", "fdb", "show", "dev", "vx42")
             assert "dst 198.51.100.2" in fdb

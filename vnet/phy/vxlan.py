@@ -187,11 +187,12 @@ async def open_url(url: AttachUrl, port: Port, rt: AsyncioRuntime) -> VxlanAttac
     local = url.options.get("local", "")
     if local:
         try:
-            if (ipaddress.ip_address(local).version == 6) != v6:
-                raise UrlError(f"{url.raw}: local {local} and remote {remote_ip} "
-                               f"are not the same IP version")
+            local_v6 = ipaddress.ip_address(local).version == 6
         except ValueError:
             raise UrlError(f"{url.raw}: local={local!r} is not an IP address") from None
+        if local_v6 != v6:
+            raise UrlError(f"{url.raw}: local {local} and remote {remote_ip} "
+                           f"are not the same IP version")
     entropy = url.options.get("entropy", "1") not in ("0", "no", "off", "false")
     try:
         sock, raw = in_netns(url.options.get("netns"),
