@@ -86,3 +86,30 @@ def test_url_errors():
         await asyncio.sleep(0)
 
     run(main)
+
+
+def test_vxlan_over_ipv6_loopback():
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s1, \
+            socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s2:
+        s1.bind(("::1", 0))
+        s2.bind(("::1", 0))
+        p1, p2 = s1.getsockname()[1], s2.getsockname()[1]
+
+    async def main(rt: AsyncioRuntime) -> None:
+        a, b = Port("a"), Port("b")
+        ga: list[bytes] = []
+        gb: list[bytes] = []
+        a.receive, b.receive = ga.append, gb.append
+        va = await attach(f"vxlan://[::1]:{p2}?vni=99&local=::1&lport={p1}", a, rt)
+        vb = await attach(f"vxlan://[::1]:{p1}?vni=99&local=::1&lport={p2}", b, rt)
+        try:
+            assert not va.entropy  # IPv6 sends from the bound port
+            a.send(frame(B, A, 1000, 3))
+            b.send(frame(A, B, 64, 4))
+            await until(lambda: ga and gb)
+            assert gb == [frame(B, A, 1000, 3)] and ga == [frame(A, B, 64, 4)]
+        finally:
+            va.close()
+            vb.close()
+
+    run(main)
