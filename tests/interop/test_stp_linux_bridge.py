@@ -75,7 +75,8 @@ async def linux_view(ns: str, br: str, taps: list[str]) -> dict:
             "costs": {x["ifname"]: x.get("cost") for x in links if x["ifname"] in taps}}
 
 
-def scenario(ns: str, linux_priority: int, s1_priority: int, s2_priority: int) -> dict:
+def scenario(ns: str, linux_priority: int, s1_priority: int, s2_priority: int,
+             cut: bool = False) -> dict:
     br = f"br{uuid.uuid4().hex[:8]}"
     tap_a, tap_b = f"sa{uuid.uuid4().hex[:8]}", f"sb{uuid.uuid4().hex[:8]}"
 
@@ -106,20 +107,23 @@ def scenario(ns: str, linux_priority: int, s1_priority: int, s2_priority: int) -
             def vnet_states() -> list[str]:
                 return [STATE_NAMES[sw.ports[i].state] for sw, i in loop_ports]
 
-            t0 = rt.now()
-            while True:
-                lv = await linux_view(ns, br, [tap_a, tap_b])
-                roots = {lv["root_id"], s1.stp.info()["root_id"], s2.stp.info()["root_id"]}
-                states = vnet_states() + list(lv["states"].values())
-                if len(roots) == 1 and len(states) == 6 and \
-                        all(s in ("blocking", "forwarding") for s in states):
-                    break
-                if rt.now() - t0 > CONVERGE_LIMIT:
-                    raise AssertionError(f"no convergence in {CONVERGE_LIMIT} s: roots {roots}, "
-                                         f"states {states}\n{format_info(s1.stp.info())}\n"
-                                         f"{format_info(s2.stp.info())}\n{lv}")
-                await asyncio.sleep(0.25)
-            converged_after = rt.now() - t0
+            async def converge(want_blocking: int) -> float:
+                t0 = rt.now()
+                while True:
+                    lv = await linux_view(ns, br, [tap_a, tap_b])
+                    roots = {lv["root_id"], s1.stp.info()["root_id"], s2.stp.info()["root_id"]}
+                    states = vnet_states() + list(lv["states"].values())
+                    if len(roots) == 1 and len(states) == len(loop_ports) + 2 and \
+                            all(s in ("blocking", "forwarding") for s in states) and \
+                            states.count("blocking") <= want_blocking:
+                        return rt.now() - t0
+                    if rt.now() - t0 > CONVERGE_LIMIT:
+                        raise AssertionError(f"no convergence in {CONVERGE_LIMIT} s: roots {roots}, "
+                                             f"states {states}\n{format_info(s1.stp.info())}\n"
+                                             f"{format_info(s2.stp.info())}\n{lv}")
+                    await asyncio.sleep(0.25)
+
+            converged_after = await converge(6)
             await asyncio.sleep(2.0)  # stays converged: no flapping
             lv = await linux_view(ns, br, [tap_a, tap_b])
             i1, i2 = s1.stp.info(), s2.stp.info()
@@ -133,9 +137,26 @@ def scenario(ns: str, linux_priority: int, s1_priority: int, s2_priority: int) -
             await asyncio.sleep(1.5)
             rx_after = sum(sw.ports[i].port.rx_frames for sw, i in loop_ports)
             lv2 = await linux_view(ns, br, [tap_a, tap_b])
+            states_before = vnet_states()
+            after_cut: dict = {}
+            if cut:
+                # Cut the vnet cable: S2 must reach the root through the Linux bridge,
+                # the blocking port must open, and S2's TCN must travel through Linux.
+                cable.set_up(False)
+                loop_ports[:] = [(s1, 2), (s2, 2)]  # the dead cable's ends no longer count
+                after_cut["reconverged_after"] = await converge(0)
+                await asyncio.sleep(0.5)
+                for _k in range(N_BCAST):
+                    e1.port.send(eth.build(eth.BROADCAST, e1.mac, 0x88B5, b"CUT!" + bytes(42)))
+                    await asyncio.sleep(0.005)
+                await asyncio.sleep(1.0)
+                after_cut.update(e2=e2.count(b"CUT!"), e1=e1.count(b"CUT!"),
+                                 linux=await linux_view(ns, br, [tap_a, tap_b]),
+                                 s1=s1.stp.info(), s2=s2.stp.info(), vnet_states=vnet_states())
             return {
+                "after_cut": after_cut,
                 "converged_after": converged_after, "linux": lv, "s1": i1, "s2": i2,
-                "vnet_states": vnet_states(), "linux_after": lv2,
+                "vnet_states": states_before, "linux_after": lv2,
                 "e2_bcast": e2.count(b"BCST"), "e1_bcast": e1.count(b"BCST"),
                 "loop_rx": rx_after - rx_before, "br_rx": lv2["rx_packets"] - br_rx_before,
                 "cable_delivered": cable.ab.delivered + cable.ba.delivered,
@@ -163,16 +184,30 @@ def _common_checks(r: dict) -> None:
     assert r["linux_after"]["states"] == lv["states"], r  # still no flapping
 
 
-def test_vnet_switch_with_lower_priority_is_root_for_linux(netns_factory):
+def test_vnet_root_for_linux_then_cut_cable_reroutes_through_linux(netns_factory):
     need_tun()
     need_tool("ip", "bridge")
     ns = netns_factory("vstp")
-    r = scenario(ns.name, linux_priority=32768, s1_priority=4096, s2_priority=32768)
+    r = scenario(ns.name, linux_priority=32768, s1_priority=4096, s2_priority=32768, cut=True)
     _common_checks(r)
     s1_id = wire.bridge_id_str(wire.bridge_id(4096, S1_MAC))
     assert r["s1"]["is_root"] and r["linux"]["root_id"] == s1_id, r
     assert r["linux"]["root_port"] != 0  # Linux is not root: it has a root port
     assert r["linux"]["bridge_id"] == "8000." + BR_MAC.replace(":", "")
+    c = r["after_cut"]
+    # Every remaining loop port forwards: S1 - Linux - S2 is now the only path.
+    assert c["vnet_states"] == ["forwarding", "forwarding"], c
+    assert set(c["linux"]["states"].values()) == {"forwarding"}, c
+    assert c["s2"]["root_port"] == 2 and c["s2"]["root_path_cost"] > r["s2"]["root_path_cost"], c
+    assert c["e2"] == N_BCAST and c["e1"] == 0, c  # E1 -> Linux -> E2, each once
+    # S2 signalled the change with a TCN to Linux; Linux relayed a TCN to the root S1,
+    # which announced a new topology change (counts taken before and after the cut).
+    def tap_counter(info: dict, key: str) -> int:
+        return next(p[key] for p in info["ports"] if p["port"] == 2)
+
+    assert tap_counter(c["s2"], "tx_tcn") > tap_counter(r["s2"], "tx_tcn"), c
+    assert tap_counter(c["s1"], "rx_tcn") > tap_counter(r["s1"], "rx_tcn"), c
+    assert c["s1"]["topology_changes"] > r["s1"]["topology_changes"], c
 
 
 def test_linux_bridge_with_lower_priority_is_root_for_vnet(netns_factory):
