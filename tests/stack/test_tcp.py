@@ -282,3 +282,25 @@ def test_time_wait_reuse_and_nagle_small_writes() -> None:
             # the server closed second, so the client holds TIME_WAIT; reuse the 4-tuple
             a.conns.pop(c.key)
     assert bytes(sink.data) == b"".join(b"%05d" % i for i in range(1000)) * 2
+
+
+def test_close_waits_for_paused_reader() -> None:
+    """Data held while the reader is paused comes out before EOF and on_close."""
+    rt, path, a, b, addr = pair(delay=0.01)
+    events: list = []
+
+    def accept(c):
+        c.pause_reading()
+        c.on_data = lambda d: events.append(("data", len(d)))
+        c.on_eof = lambda: (events.append(("eof",)), c.close())
+        c.on_close = lambda e: events.append(("close", e))
+        rt.call_later(5, c.resume_reading)
+
+    b.listen(80, accept)
+    c = a.connect(addr, 80)
+    c.on_established = lambda: (c.send(payload(100_000)), c.close())
+    rt.run(until=3)
+    assert events == []
+    rt.run(until=100)
+    assert sum(e[1] for e in events if e[0] == "data") == 100_000
+    assert events[-2:] == [("eof",), ("close", None)]

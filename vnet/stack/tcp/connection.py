@@ -16,6 +16,7 @@ prediction"): no option parsing beyond the aligned timestamp, no state switch.
 from __future__ import annotations
 
 import errno
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -182,7 +183,7 @@ class Connection:
         self.rcv_adv = 0  # right edge of the window we advertised
         self.rcv_buf = cfg.rcv_buf
         self.rcv_wscale = 0
-        self.rcvq: list[bytes] = []  # delivered in order but not taken (paused / no reader)
+        self.rcvq: deque[bytes] = deque()  # delivered in order but not taken (paused / no reader)
         self.rcvq_bytes = 0
         self.reading = True
         self.ooo = Reassembly()
@@ -623,27 +624,43 @@ class Connection:
             return
         before = self._window_space()
         while self.rcvq and self.reading:
-            d = self.rcvq.pop(0)
+            d = self.rcvq.popleft()
             self.rcvq_bytes -= len(d)
             self.on_data(d)
         self._maybe_window_update(before)
-        if not self.rcvq and self.fin_received and self._eof_pending:
-            self._eof_pending = False
-            self.on_eof()
+        self._after_drain()
+
+    def _after_drain(self) -> None:
+        if not self.rcvq:
+            if self.fin_received and self._eof_pending:
+                self._eof_pending = False
+                self.on_eof()
+            if self._close_pending:
+                self._close_pending = False
+                self.on_close(self.error)
 
     _eof_pending = False
+    _close_pending = False
+
+    def _notify_close(self, err: int | None) -> None:
+        """on_close, but only after the application has had all in-order data (and EOF)."""
+        if err is None and self.rcvq:
+            self._close_pending = True
+            return
+        self._eof_pending = False
+        self.on_close(err)
 
     def read(self, limit: int = -1) -> bytes:
         """Take buffered data (when no `on_data` callback is set)."""
         before = self._window_space()
         data = b"".join(self.rcvq)
+        self.rcvq.clear()
         if 0 <= limit < len(data):
-            self.rcvq = [data[limit:]]
+            self.rcvq.append(data[limit:])
             data = data[:limit]
-        else:
-            self.rcvq = []
         self.rcvq_bytes -= len(data)
         self._maybe_window_update(before)
+        self._after_drain()
         return data
 
     def _window_space(self) -> int:
@@ -1144,7 +1161,7 @@ class Connection:
         self.ooo.clear()
         self.t_timewait.start(2 * self.cfg.msl)
         self.layer.time_wait_entered(self)
-        self.on_close(None)
+        self._notify_close(None)
 
     def _on_timewait(self) -> None:
         self._terminate(None)
@@ -1164,7 +1181,7 @@ class Connection:
         self.ooo.clear()
         self.layer.forget(self, was)
         if was != TIME_WAIT and not quiet:
-            self.on_close(err)
+            self._notify_close(err)
 
     # ------------------------------------------------------------------ ICMP
     def icmp_error(self, kind: str) -> None:

@@ -1,0 +1,95 @@
+"""Programs run by the Linux kernel's stack inside a test namespace (python3 -c ...).
+
+Each prints one JSON line. Data is the vnet test pattern (bytes 0..250 repeated), so
+both ends check it byte for byte without shipping it around.
+"""
+
+PATTERN_FN = '''
+P = bytes(range(251))
+def pattern(n, off=0):
+    s = off % 251
+    return (P * ((s + n) // 251 + 1))[s:s + n]
+'''
+
+# kernel client -> vnet echo server: send N pattern bytes, half-close, read the echo
+TCP_CLIENT = PATTERN_FN + '''
+import json, socket, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.create_connection((host, port), timeout=30)
+t0 = time.monotonic()
+data = pattern(n)
+got = bytearray()
+s.setblocking(True)
+import threading
+def rx():
+    while True:
+        d = s.recv(1 << 16)
+        if not d:
+            break
+        got.extend(d)
+th = threading.Thread(target=rx); th.start()
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+th.join(60)
+dt = time.monotonic() - t0
+print(json.dumps({"sent": n, "received": len(got), "equal": bytes(got) == data, "seconds": dt}))
+'''
+
+# kernel server for vnet clients: accept one connection, echo everything, close at EOF;
+# prints how much came and whether it was the pattern
+TCP_ECHO_SERVER = PATTERN_FN + '''
+import json, socket, sys
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+ls = socket.socket(fam, socket.SOCK_STREAM)
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind((sys.argv[1], int(sys.argv[2])))
+ls.listen(1)
+print("ready", flush=True)
+ls.settimeout(30)
+c, peer = ls.accept()
+c.settimeout(30)
+n = 0
+ok = True
+while True:
+    d = c.recv(1 << 16)
+    if not d:
+        break
+    ok = ok and d == pattern(len(d), n)
+    n += len(d)
+    c.sendall(d)
+c.close()
+print(json.dumps({"received": n, "pattern_ok": ok, "peer": peer[0]}), flush=True)
+'''
+
+UDP_CLIENT = '''
+import json, socket, sys
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM)
+s.settimeout(2)
+out = []
+for i in range(5):
+    msg = bytes([i]) * (100 + 700 * i)  # the last ones fragment over a 1500 MTU link
+    for _ in range(3):
+        s.sendto(msg, (sys.argv[1], int(sys.argv[2])))
+        try:
+            d, a = s.recvfrom(65535)
+            out.append(d == msg[::-1])
+            break
+        except socket.timeout:
+            continue
+    else:
+        out.append(False)
+print(json.dumps({"replies_ok": out}))
+'''
+
+UDP_ECHO_SERVER = '''
+import json, socket, sys
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.settimeout(10)
+print("ready", flush=True)
+d, a = s.recvfrom(65535)
+s.sendto(d.upper(), a)
+print(json.dumps({"got": d.decode(), "from": a[0]}), flush=True)
+'''
