@@ -410,3 +410,44 @@ def test_info_is_json_and_console_text():
     assert {p["role"] for p in info["ports"]} <= {"root", "designated", "blocked"}
     text = format_info(info)
     assert "root id 8000.020000000010" in text and "root port" in text
+
+
+def test_cable_between_two_ports_of_one_switch_is_blocked():
+    """A switch looped onto itself: its own BPDU arrives on its other port, which must block."""
+    rt = SimRuntime(seed=5)
+    sw = Switch(rt, numports=8, name="self", mac=bytes.fromhex("020000000031"))
+    h = Endpoint(bytes.fromhex("02000000a031"))
+    connect(sw.add_port(), h.port)
+    Stp(sw, **FAST)
+    a, b = sw.add_port(), sw.add_port()  # ports 2 and 3
+    Link(rt, a, b, delay=0.001)
+    rt.run_for(15)
+    assert (sw.ports[2].state, sw.ports[3].state) == (FORWARDING, BLOCKING)
+    assert sw.stp.is_root()  # type: ignore[union-attr]
+    h.port.send(eth.build(eth.BROADCAST, h.mac, 0x88B5, b"SELF" + bytes(40)))
+    rt.run_for(1)
+    assert h.count(b"SELF") == 0 and sw.ports[3].port.rx_frames > 0
+
+
+def test_two_switches_sharing_a_hub_segment_block_backup_ports():
+    """Two bridges with two ports each on one shared segment (a hub): one designated port only."""
+    rt = SimRuntime(seed=6)
+    hub = Switch(rt, numports=8, hub=True, name="hub")
+    sws = [Switch(rt, numports=8, name=f"b{i}", mac=bytes([2, 0, 0, 0, 2, i])) for i in range(2)]
+    hosts = []
+    for i, sw in enumerate(sws):
+        h = Endpoint(bytes([2, 0, 0, 0, 0xB0, i]))
+        connect(sw.add_port(), h.port)
+        hosts.append(h)
+        Stp(sw, **FAST)
+        for _ in range(2):
+            Link(rt, sw.add_port(), hub.add_port(), delay=0.001)
+    rt.run_for(15)
+    seg = [(i, idx) for i in range(2) for idx in (2, 3)]
+    fwd = [x for x in seg if sws[x[0]].ports[x[1]].state == FORWARDING]
+    # b0 (lower id) is root: its port 2 is designated; b1's port 2 is its root port
+    # (lower designated port / own port id wins); all others block.
+    assert fwd == [(0, 2), (1, 2)], [(x, sws[x[0]].ports[x[1]].state) for x in seg]
+    hosts[0].port.send(eth.build(eth.BROADCAST, hosts[0].mac, 0x88B5, b"HUB!" + bytes(40)))
+    rt.run_for(1)
+    assert hosts[1].count(b"HUB!") == 1 and hosts[0].count(b"HUB!") == 0

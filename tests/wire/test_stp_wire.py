@@ -123,3 +123,33 @@ def test_fuzz_only_wire_error(data):
         except WireError:
             continue
         assert isinstance(got, stp.ConfigBpdu | stp.TcnBpdu)
+
+
+def test_tshark_dissects_our_bpdus(tmp_path):
+    """Wireshark's STP dissector reads the frames we build, field for field, none malformed."""
+    import struct
+    import subprocess
+
+    from tests.conftest import need_tool
+    need_tool("tshark")
+    cfg = stp.ConfigBpdu(stp.bridge_id(4096, bytes.fromhex("0200000000aa")), 119,
+                         stp.bridge_id(32768, SRC), 0x8003, 1.5, 6.0, 1.0, 4.0, tc=True)
+    frames = [stp.build(SRC, cfg), stp.build(SRC, stp.TcnBpdu()),
+              stp.build(SRC, cfg, pad=False)]
+    path = tmp_path / "bpdu.pcap"
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for i, fr in enumerate(frames):
+            f.write(struct.pack("<IIII", i, 0, len(fr), len(fr)) + fr)
+    fields = ["stp.protocol", "stp.type", "stp.flags.tc", "stp.flags.tcack", "stp.root.prio",
+              "stp.root.hw", "stp.root.cost", "stp.bridge.prio", "stp.bridge.hw", "stp.port",
+              "stp.msg_age", "stp.max_age", "stp.hello", "stp.forward", "_ws.malformed"]
+    cmd = ["tshark", "-r", str(path), "-T", "fields", "-E", "separator=,"]
+    for fld in fields:
+        cmd += ["-e", fld]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
+    rows = [line.split(",") for line in out.splitlines()]
+    want_cfg = ["0x0000", "0x00", "1", "0", "4096", "02:00:00:00:00:aa", "119", "32768",
+                "02:00:00:00:00:01", "0x8003", "1.5", "6", "1", "4", ""]
+    assert rows[0] == want_cfg and rows[2] == want_cfg, out
+    assert rows[1][:2] == ["0x0000", "0x80"] and rows[1][-1] == "", out
