@@ -142,9 +142,10 @@ def cross(src: Plug, dst: Plug, srcmac: bytes, n: int, gap: float = 0.03,
           timeout: float = 3.0) -> list[float]:
     """Send n broadcasts src -> dst; return one-way times (s) of those that arrived.
 
-    The lower bounds asserted on these allow 1.5 ms: under uvloop the loop clock
-    ticks in whole milliseconds (as wirefilter's own scheduler does), so the wire
-    stamps a frame's arrival up to 1 ms before the test's clock saw it sent.
+    A frame reaches the wire after the test stamped it sent, and vnet's runtime
+    never fires a timer early, so vnet's delays are asserted as exact lower bounds.
+    Debian's wirefilter schedules on whole milliseconds of gettimeofday and may
+    deliver up to 1 ms early: its bounds allow TICK.
     """
     dst.drain()
     sent: dict[int, float] = {}
@@ -185,7 +186,7 @@ def test_vnet_wirefilter_delay_and_live_change(net):
     lr = cross(net.plug1, net.plug2, MAC1, 15)
     rl = cross(net.plug2, net.plug1, MAC2, 15)
     assert len(lr) == 15 and len(rl) == 15
-    assert min(lr) >= 0.040 - TICK and min(rl) >= 0.010 - TICK
+    assert min(lr) >= 0.040 and min(rl) >= 0.010
     print(f"\nvnet wirefilter -d LR40 -d RL10: LR min/median {min(lr)*1e3:.1f}/"
           f"{sorted(lr)[7]*1e3:.1f} ms, RL {min(rl)*1e3:.1f}/{sorted(rl)[7]*1e3:.1f} ms")
     # live change over the control socket, in wirefilter's syntax
@@ -193,7 +194,7 @@ def test_vnet_wirefilter_delay_and_live_change(net):
     info = call(str(mgmt), "showinfo")
     assert "Delay  L->R 90   R->L 10" in info
     lr2 = cross(net.plug1, net.plug2, MAC1, 10)
-    assert len(lr2) == 10 and min(lr2) >= 0.090 - TICK
+    assert len(lr2) == 10 and min(lr2) >= 0.090
     c = call(str(mgmt), "counters")
     assert c["LR"]["frames_out"] >= 25 and c["LR"]["delay"]["min_ms"] >= 40 - 1e-6
     assert wf.p.poll() is None
@@ -239,7 +240,7 @@ def test_dpipe_chain(net):
     lr = cross(net.plug1, net.plug2, MAC1, 10)
     rl = cross(net.plug2, net.plug1, MAC2, 10)
     assert len(lr) == 10 and len(rl) == 10
-    assert min(lr) >= 0.030 - TICK and min(rl) >= 0.030 - TICK
+    assert min(lr) >= 0.030 and min(rl) >= 0.030
 
 
 def test_debian_wirefilter_same_parameters(net):
@@ -308,11 +309,11 @@ def test_udp_ends_without_vde(tmp_path):
                 assert data == frame(MAC1, 1)
             except (TimeoutError, ConnectionRefusedError):
                 pass
-        assert got and got[0] >= 0.025 - TICK
+        assert got and got[0] >= 0.025
         t0 = time.monotonic()
         b.send(frame(MAC2, 2))
         a.settimeout(5)
-        assert a.recv(2048) == frame(MAC2, 2) and time.monotonic() - t0 >= 0.025 - TICK
+        assert a.recv(2048) == frame(MAC2, 2) and time.monotonic() - t0 >= 0.025
     finally:
         p.terminate()
         p.wait(10)
@@ -373,7 +374,7 @@ def test_kernel_tcp_through_vnet_wirefilter_between_taps(netns_factory):
         wf.stop()
     print(f"\nvnet wirefilter -d 20 -b 1M -c 64K between TAPs: ping min {rtt:.1f} ms, "
           f"iperf3 {goodput:.2f} Mbit/s (L2 limit {L2_LIMIT_MBIT:.2f})")
-    assert rtt >= 40 - 2 * TICK * 1e3
+    assert rtt >= 40
     assert 0 < goodput <= L2_LIMIT_MBIT * 1.01  # a shaper never passes more than its rate
 
 
