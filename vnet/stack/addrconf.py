@@ -45,6 +45,7 @@ def _life(v: int, now: float) -> float:
 class AddrConf:
     def _init_addrconf(self: Any) -> None:
         self._lifetime_timer: Any = None
+        self._nonces: dict[bytes, bytes] = {}
         self.rs_sent: dict[str, int] = {}
         self.ra_seen: dict[str, int] = {}
 
@@ -120,7 +121,13 @@ class AddrConf:
     # ---- duplicate address detection ---------------------------------------------------
 
     def _dad_nonce(self: Any, a: Addr6) -> bytes:
-        return hashlib.sha256(self.secret + a.packed + bytes([a.dad_counter])).digest()[:6]
+        """A random nonce per address (RFC 7527) to recognise our own looped-back probes."""
+        n = self._nonces.get(a.packed)
+        if n is None:
+            if len(self._nonces) > 256:
+                self._nonces.clear()
+            n = self._nonces[a.packed] = self.rt.rng.getrandbits(48).to_bytes(6, "big")
+        return n
 
     def _start_dad(self: Any, iface: Interface, a: Addr6, first: bool = False) -> None:
         if iface.dad_transmits == 0:

@@ -175,7 +175,7 @@ class IPv6Layer:
 
         def key(a: Addr6) -> tuple:
             s = _scope(a.packed)
-            scope_rank = (0, -s) if s >= ds else (1, s)  # smallest scope >= dst's scope
+            scope_rank = (0, s) if s >= ds else (1, -s)  # smallest scope >= dst's scope
             return (scope_rank, a.state == "deprecated", a.state == OPTIMISTIC,
                     -_common_prefix(a.packed, dst))
 

@@ -1,0 +1,264 @@
+"""Neighbor Discovery, DAD, NUD, SLAAC lifetimes, MLD and ARP conflict detection."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from tests.stack.topo import Net
+from vnet.link.link import Link
+from vnet.link.switch import Switch
+from vnet.runtime.sim import SimRuntime
+from vnet.stack import neighbor
+from vnet.stack.host import Host
+from vnet.stack.ra_daemon import RaDaemon
+from vnet.wire import icmp6, ipv6
+
+
+def lan(n: int = 2, seed: int = 1):
+    rt = SimRuntime(seed=seed)
+    sw = Switch(rt, 16)
+    hosts = []
+    for i in range(n):
+        h = Host(rt, f"h{i}")
+        iface = h.add_interface("eth0", mac=bytes((2, 0, 0, 0, 1, i + 1)))
+        Link(rt, sw.add_port(), iface.port, delay=0.0005)
+        hosts.append(h)
+    return rt, sw, hosts
+
+
+def test_dad_detects_duplicate_manual_address():
+    rt, _, (h0, h1) = lan()
+    h0.add_address("eth0", "2001:db8::7/64")
+    rt.run(until=3)
+    h1.add_address("eth0", "2001:db8::7/64")
+    rt.run(until=6)
+    st0 = {x["addr"]: x["state"] for x in h0.describe_addresses()}
+    st1 = {x["addr"]: x["state"] for x in h1.describe_addresses()}
+    assert st0["2001:db8::7/64"] == "preferred"
+    assert st1["2001:db8::7/64"] == "duplicate"
+    assert h1.stats["dad_failed"] == 1
+
+
+def test_dad_collision_of_link_local_regenerates_stable_iid():
+    rt, _, (h0, h1) = lan()
+    h1.secret = h0.secret  # same secret and same interface name: same stable IID (RFC 7217)
+    h1.ifaces[0].addrs6.clear()
+    h1._rebuild_local6()
+    rt.run(until=3)  # h0's address is preferred; h1 now tries the identical one
+    h1._start_link_local(h1.ifaces[0])
+    rt.run(until=5)
+    ll0 = h0.ifaces[0].ll_addr()
+    ll1 = h1.ifaces[0].ll_addr()
+    assert ll0 is not None and ll1 is not None and ll0.addr != ll1.addr
+    assert h0.stats["dad_failed"] == 0 and h1.stats["dad_failed"] == 1
+    assert ll1.dad_counter == 1  # RFC 7217: the next DAD_Counter gives a new identifier
+
+
+def test_nud_states_and_unreachability():
+    rt, _, (h0, h1) = lan()
+    h0.add_address("eth0", "2001:db8::1/64")
+    h1.add_address("eth0", "2001:db8::2/64")
+    rt.run(until=2)
+    peer = ipaddress.IPv6Address("2001:db8::2").packed
+    got = []
+    h0.ping("2001:db8::2", 1, 1, 8, lambda m, n: got.append(n))
+    rt.run(until=3)
+    cache = h0.ifaces[0].neigh6
+    assert got == [8] and cache.state_of(peer) == neighbor.REACHABLE
+    rt.run(until=3 + 46)  # past ReachableTime (at most 1.5 x 30 s)
+    assert cache.state_of(peer) == neighbor.STALE
+    h0.ping("2001:db8::2", 1, 2, 8, lambda m, n: got.append(n))
+    assert cache.state_of(peer) == neighbor.DELAY
+    rt.run(until=rt.now() + 5.5)
+    # DELAY -> PROBE -> a unicast NS is answered -> REACHABLE again
+    assert cache.state_of(peer) == neighbor.REACHABLE and h0.stats["nd_ns_tx"] >= 2
+    # Now the peer goes away: the next probe cycle fails and the entry is removed.
+    h1.ifaces[0].port.receive = lambda f: None
+    rt.run(until=rt.now() + 46)
+    h0.ping("2001:db8::2", 1, 3, 8, lambda m, n: got.append(n))
+    rt.run(until=rt.now() + 10)
+    assert cache.state_of(peer) is None and cache.failures == 1
+
+
+def test_neighbor_cache_flood_is_bounded():
+    """RFC 6583: unsolicited NS floods and scans of a /64 leave the cache bounded, and a
+    legitimate neighbour keeps working."""
+    rt, _, (h0, h1) = lan()
+    h0.add_address("eth0", "2001:db8::1/64")
+    h1.add_address("eth0", "2001:db8::2/64")
+    rt.run(until=2)
+    iface = h0.ifaces[0]
+    me = ipaddress.IPv6Address("2001:db8::1").packed
+    for i in range(20000):
+        src = ipaddress.IPv6Address(0x20010DB8 << 96 | (i + 1000)).packed
+        mac = bytes((2, 0xEE, 0, (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF))
+        ns = icmp6.ns(me, mac, src, me)
+        pkt = ipv6.build(src, me, 58, len(ns), 255) + ns
+        iface.port.receive(iface.mac + mac + b"\x86\xdd" + pkt)
+    # scanning: send to 20000 unresolved addresses on the link
+    for i in range(20000):
+        h0.ip_send(ipaddress.IPv6Address(0x20010DB8 << 96 | (i + 100000)), 59, b"")
+    cache = iface.neigh6
+    assert len(cache.entries) <= h0.neigh_max
+    assert cache.incomplete <= h0.neigh_max_incomplete
+    assert cache.evictions > 0 and cache.refused > 0
+    rt.run(until=rt.now() + 5)
+    got = []
+    h0.ping("2001:db8::2", 9, 1, 8, lambda m, n: got.append(n))
+    rt.run(until=rt.now() + 5)
+    assert got == [8]
+
+
+def test_prefix_and_router_lifetimes():
+    net = Net()
+    net.r.ra_daemon.valid = 40
+    net.r.ra_daemon.preferred = 20
+    net.r.ra_daemon.router_lifetime = 30
+    net.rt.run(until=10)
+    a6 = net.slaac(net.a)
+    assert net.a.default_routers()
+    net.r.ra_daemon.stop()  # final RA with router lifetime 0
+    net.rt.run(until=11)
+    assert not net.a.default_routers()
+    net.rt.run(until=45)
+    rows = {x["addr"]: x["state"] for x in net.a.describe_addresses()}
+    assert rows[a6 + "/64"] == "deprecated"
+    net.rt.run(until=60)
+    rows = {x["addr"]: x["state"] for x in net.a.describe_addresses()}
+    assert a6 + "/64" not in rows
+    assert all(r["origin"] != "ra" for r in net.a.describe_routes())
+
+
+def test_default_router_failover():
+    rt, sw, hosts = lan(3)
+    h, r1, r2 = hosts
+    for r, p in ((r1, "2001:db8:1::1/64"), (r2, "2001:db8:1::2/64")):
+        r.router = True
+        r.accept_ra = False
+        r.add_address("eth0", p)
+        RaDaemon(r, 3, 4)
+    rt.run(until=8)
+    assert len(h.default_routers()) == 2
+    first = h._select_router()
+    assert first is not None
+    # the selected router dies: NUD fails and selection moves to the other router
+    dead = r1 if first[1] == r1.ifaces[0].ll_addr().packed else r2
+    dead.ifaces[0].port.receive = lambda f: None
+    dead.ifaces[0].port.detach()
+    for _ in range(8):
+        h.ip_send("2001:db8:99::1", 59, b"", hop_limit=5)
+        rt.run(until=rt.now() + 2)
+    sel = h._select_router()
+    assert sel is not None and sel[1] != first[1]
+
+
+def test_mld_reports_parse_with_scapy():
+    from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
+    from scapy.layers.l2 import Ether
+
+    rt = SimRuntime(seed=1)
+    h = Host(rt)
+    iface = h.add_interface("eth0")
+    frames = []
+    iface.port.attach(frames.append)
+    rt.run(until=3)
+    reports = [Ether(f) for f in frames if f[12:14] == b"\x86\xdd" and f[62] == 143]
+    assert reports, "joining the solicited-node group must send an MLDv2 report"
+    for r in reports:
+        assert r[IPv6].hlim == 1 and IPv6ExtHdrHopByHop in r
+        assert r[IPv6].dst == "ff02::16"
+    from scapy.layers.inet6 import ICMPv6MLReport2
+    ll = iface.ll_addr()
+    sn = ipaddress.IPv6Address(ipv6.solicited_node(ll.packed))
+    groups = {str(rec.dst) for r in reports if ICMPv6MLReport2 in r for rec in r[ICMPv6MLReport2].records}
+    assert str(sn) in groups
+    # the checksum scapy computes equals ours
+    for r in reports:
+        ours = r[ICMPv6MLReport2].cksum
+        del r[ICMPv6MLReport2].cksum
+        assert Ether(bytes(r))[ICMPv6MLReport2].cksum == ours
+
+
+def test_mld_query_answered():
+    rt = SimRuntime(seed=1)
+    h = Host(rt)
+    iface = h.add_interface("eth0")
+    frames = []
+    iface.port.attach(frames.append)
+    rt.run(until=3)
+    frames.clear()
+    src = ipaddress.IPv6Address("fe80::1").packed
+    allnodes = bytes.fromhex("ff020000000000000000000000000001")
+    q = icmp6.build(130, 0, bytes((0, 100, 0, 0)) + bytes(16) + bytes(4), src, allnodes)
+    ext = ipv6.hbh_router_alert(58)
+    pkt = ipv6.build(src, allnodes, 0, len(ext) + len(q), 1) + ext + q
+    iface.port.receive(b"\x33\x33\0\0\0\1" + b"\x02\0\0\0\0\1" + b"\x86\xdd" + pkt)
+    rt.run(until=4)
+    assert h.stats["mld_query_rx"] == 1
+    assert any(f[62] == 143 for f in frames if len(f) > 54)
+
+
+def test_arp_conflict_detected_and_defended():
+    rt, _, (h0, h1) = lan()
+    h0.add_address("eth0", "10.5.0.1/24")
+    rt.run(until=5)
+    h1.add_address("eth0", "10.5.0.1/24")  # its announcement conflicts with h0's address
+    rt.run(until=6)
+    assert h0.stats["acd_conflict"] >= 1 and h0.stats["acd_defend_tx"] == 1
+    assert h0.acd_conflicts[0][1] == "02:00:00:00:01:02"
+
+
+def test_probe_finds_address_in_use():
+    rt, _, (h0, h1) = lan()
+    h0.add_address("eth0", "10.5.0.9/24")
+    results = []
+    h1.acd_probe(h1.ifaces[0], ipaddress.IPv4Address("10.5.0.9"), results.append)
+    h1.acd_probe(h1.ifaces[0], ipaddress.IPv4Address("10.5.0.10"), results.append)
+    rt.run(until=12)
+    assert sorted(results) == [False, True]
+
+
+def test_redirect_from_router_is_honoured():
+    rt, sw, hosts = lan(3)
+    h, r, other = hosts
+    r.router = True
+    r.accept_ra = False
+    r.add_address("eth0", "2001:db8:1::1/64")
+    RaDaemon(r, 3, 4)
+    other.add_address("eth0", "2001:db8:2::5/64")  # on the same link, but another prefix
+    rt.run(until=8)
+    r.add_route("2001:db8:2::/64", dev="eth0")
+    h.ip_send("2001:db8:2::5", 59, b"")
+    rt.run(until=rt.now() + 1)
+    assert r.stats["icmp6_redirect_tx"] == 1
+    assert h.stats["nd_redirect_rx"] == 1
+    nh, _ = h._route6(ipaddress.IPv6Address("2001:db8:2::5").packed)
+    assert nh == ipaddress.IPv6Address("2001:db8:2::5").packed  # now direct
+
+
+def test_ra_from_scapy_configures_slaac():
+    """An RA built by scapy (independent encoder) is accepted and configures an address."""
+    from scapy.layers.inet6 import (
+        ICMPv6ND_RA,
+        ICMPv6NDOptMTU,
+        ICMPv6NDOptPrefixInfo,
+        ICMPv6NDOptSrcLLAddr,
+        IPv6,
+    )
+    from scapy.layers.l2 import Ether
+
+    rt = SimRuntime(seed=1)
+    h = Host(rt)
+    iface = h.add_interface("eth0")
+    rt.run(until=3)
+    ra = (Ether(src="02:00:00:00:00:aa", dst="33:33:00:00:00:01") /
+          IPv6(src="fe80::aa", dst="ff02::1", hlim=255) / ICMPv6ND_RA(routerlifetime=600) /
+          ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:aa") / ICMPv6NDOptMTU(mtu=1400) /
+          ICMPv6NDOptPrefixInfo(prefix="2001:db8:77::", prefixlen=64, validlifetime=3600,
+                                preferredlifetime=1800))
+    iface.port.receive(bytes(ra))
+    rt.run(until=6)
+    slaac = [a for a in iface.addrs6 if a.origin == "slaac"]
+    assert len(slaac) == 1 and slaac[0].state == "preferred"
+    assert slaac[0].addr in ipaddress.IPv6Network("2001:db8:77::/64")
+    assert iface.mtu == 1400 and h.default_routers()
