@@ -451,3 +451,15 @@ def test_two_switches_sharing_a_hub_segment_block_backup_ports():
     hosts[0].port.send(eth.build(eth.BROADCAST, hosts[0].mac, 0x88B5, b"HUB!" + bytes(40)))
     rt.run_for(1)
     assert hosts[1].count(b"HUB!") == 1 and hosts[0].count(b"HUB!") == 0
+
+
+def test_port_zero_can_be_the_root_port():
+    rt = SimRuntime(seed=7)
+    s0 = Switch(rt, numports=4, name="r", mac=bytes.fromhex("020000000041"))
+    s1 = Switch(rt, numports=4, name="n", mac=bytes.fromhex("020000000042"))
+    Stp(s0, **FAST)
+    Stp(s1, **FAST)
+    Link(rt, s0.add_port(), s1.add_port(index=0), delay=0.001)
+    rt.run_for(10)
+    assert s1.stp.info()["root_port"] == 0 and s0.stp.info()["root_port"] is None  # type: ignore[union-attr]
+    assert s1.ports[0].state == FORWARDING

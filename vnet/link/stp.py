@@ -130,7 +130,7 @@ class Stp:
         # Operational values (the root's), 8.5.3.
         self.designated_root = self.bridge_id
         self.root_path_cost = 0
-        self.root_port = 0  # switch port index, 0 = none (port 0 is the switch's reserved port)
+        self.root_port: int | None = None  # switch port index; None on the root bridge
         self.max_age = max_age
         self.hello_time = hello_time
         self.forward_delay = forward_delay
@@ -277,7 +277,7 @@ class Stp:
             "bridge_id": wire.bridge_id_str(self.bridge_id),
             "root_id": wire.bridge_id_str(self.designated_root),
             "is_root": self.is_root(),
-            "root_port": self.root_port or None,
+            "root_port": self.root_port,
             "root_path_cost": self.root_path_cost,
             "priority": self.priority,
             "max_age": self.max_age, "hello_time": self.hello_time,
@@ -351,7 +351,7 @@ class Stp:
         if self.is_root():
             age = 0.0
         else:
-            rp = self.ports.get(self.root_port)
+            rp = (self.ports.get(self.root_port) if self.root_port is not None else None)
             age = (self.rt.now() - rp.age_base if rp is not None else 0.0) + MESSAGE_AGE_INCREMENT
         if age >= self.max_age:  # the information has expired: say nothing
             return
@@ -401,7 +401,7 @@ class Stp:
         return p.designated_bridge == self.bridge_id and p.designated_port == p.port_id
 
     def _transmit_tcn(self) -> None:  # 8.6.6
-        p = self.ports.get(self.root_port)
+        p = (self.ports.get(self.root_port) if self.root_port is not None else None)
         if p is not None:
             self._send(p, wire.TcnBpdu())
             p.tx_tcn += 1
@@ -423,7 +423,7 @@ class Stp:
             if best_key is None or key < best_key:
                 best, best_key = p, key
         if best is None:
-            self.root_port = 0
+            self.root_port = None
             self.designated_root = self.bridge_id
             self.root_path_cost = 0
         else:
@@ -646,7 +646,7 @@ class Stp:
     def _initialise(self) -> None:  # 8.8.1
         self.designated_root = self.bridge_id
         self.root_path_cost = 0
-        self.root_port = 0
+        self.root_port = None
         self.max_age = self.bridge_max_age
         self.hello_time = self.bridge_hello_time
         self.forward_delay = self.bridge_forward_delay
