@@ -329,6 +329,21 @@ def _daemonize() -> int:
     return w
 
 
+def _log_to_syslog() -> None:
+    import logging.handlers
+    if not os.path.exists("/dev/log"):
+        return
+    try:
+        handler = logging.handlers.SysLogHandler(address="/dev/log")
+    except OSError:
+        return
+    handler.setFormatter(logging.Formatter(f"vnet-switch[{os.getpid()}]: %(message)s"))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="vnet switch: %(message)s")
@@ -345,10 +360,11 @@ def run(args: argparse.Namespace) -> int:
             os.write(ready_fd, text.encode() + b"\n")
             os.close(ready_fd)
             ready_fd = -1
-            if text == "ok":  # from now on errors go to the log only
+            if text == "ok":  # from now on messages go to syslog, as vde_switch -d does
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, 2)
                 os.close(devnull)
+                _log_to_syslog()
 
     loop = new_event_loop()
     asyncio.set_event_loop(loop)

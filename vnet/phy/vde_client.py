@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import grp
 import os
 import pwd
@@ -56,12 +57,16 @@ def parse_target(url: AttachUrl) -> tuple[str, int, bool]:
     return d, port, port0
 
 
-def _describe(descr: str) -> str:
+@functools.lru_cache(maxsize=4)
+def _user(uid: int) -> str:
     try:
-        user = pwd.getpwuid(os.geteuid()).pw_name
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
-        user = str(os.geteuid())
-    return f"{descr} user={user} pid={os.getpid()}"
+        return str(uid)
+
+
+def _describe(descr: str) -> str:
+    return f"{descr} user={_user(os.geteuid())} pid={os.getpid()}"
 
 
 def _bind_data(sock: socket.socket, directory: str) -> str:
