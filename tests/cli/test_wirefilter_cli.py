@@ -209,7 +209,9 @@ def test_vnet_wirefilter_delay_and_live_change(net):
 def test_vnet_wirefilter_loss_per_direction_and_capture(net):
     mgmt = net.tmp / "wf.mgmt"
     pcap = net.tmp / "wire.pcapng"
-    net.start(vnet_cmd("wirefilter", "-v", f"{net.sw1}:{net.sw2}", "-l", "LR100",
+    rc = net.tmp / "wf.rc"
+    rc.write_text("# lose everything left to right\nloss LR 100\nfifo 1\n")
+    net.start(vnet_cmd("wirefilter", "-v", f"{net.sw1}:{net.sw2}", "-f", str(rc),
                        "-M", str(mgmt), "--pcap", str(pcap)))
     wait_for(mgmt.exists)
     # RL is untouched: a frame crosses from switch 2 to switch 1
@@ -264,12 +266,17 @@ def test_debian_wirefilter_same_parameters(net):
     (["vde:///a"], "two URLs"),
     (["-v", "/nonexistent-vnet/a:/nonexistent-vnet/b"], "no VDE switch"),
     (["-d", "10", "bogus-url", "vde:///b"], "not an attachment URL"),
+    (["-f", "/nonexistent-vnet/rc", "vde:///a", "vde:///b"], "cannot read"),
+    (["-f", "BADRC", "vde:///a", "vde:///b"], "BADRC:2: unknown command 'jitter'"),
+    (["-f", "BADRC2", "vde:///a", "vde:///b"], "BADRC2:1: bad delay value '5s'"),
     (["--mgmtmode", "9x", "-M", "/tmp/x", "udp://1:127.0.0.1:2", "udp://3:127.0.0.1:4"],
      "octal"),
 ])
-def test_bad_flags_give_one_clear_line(argv, needle):
+def test_bad_flags_give_one_clear_line(argv, needle, tmp_path):
+    (tmp_path / "BADRC").write_text("delay 10\njitter 5\n")
+    (tmp_path / "BADRC2").write_text("delay 5s\n")
     r = subprocess.run(vnet_cmd("wirefilter", *argv), capture_output=True, text=True, env=ENV,
-                       timeout=30)
+                       timeout=30, cwd=tmp_path)
     assert r.returncode in (1, 2)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr

@@ -11,6 +11,8 @@ import statistics
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vnet.link.port import Port, connect
 from vnet.link.switch import Switch
@@ -79,6 +81,17 @@ def test_parse_value_errors_are_one_line(text):
         parse_value(text, "delay")
     msg = str(ei.value)
     assert "\n" not in msg and "delay" in msg
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789.+-LRUNKMGlrunkmg []x", max_size=14))
+def test_parse_value_only_raises_its_own_error(text):
+    try:
+        dirs, v = parse_value(text)
+    except WireFilterError as e:
+        assert "\n" not in str(e)
+        return
+    assert dirs in (("LR",), ("RL",), ("LR", "RL")) and v.value >= 0 and v.plus >= 0
 
 
 def test_bad_parameters_rejected():

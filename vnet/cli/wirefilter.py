@@ -77,6 +77,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-g", "--group", help="group owning the control socket")
     p.add_argument("--pcap", metavar="FILE",
                    help="capture both ends to FILE (.pcap classic, otherwise pcapng)")
+    p.add_argument("-f", "--rcfile", metavar="FILE",
+                   help="apply console commands from FILE first (e.g. `delay LR 20+5N`)")
     p.add_argument("--seed", type=int, help="random seed (reproducible loss/jitter draws)")
     p.add_argument("-p", "--pidfile", help="write our pid to this file")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print counters on exit")
@@ -86,6 +88,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def configure(wf: WireFilter, args: argparse.Namespace) -> None:
+    if args.rcfile:
+        load_rcfile(wf, args.rcfile)
     for _s, long, param, _h in FLAGS:
         for value in getattr(args, param) or ():
             try:
@@ -94,6 +98,37 @@ def configure(wf: WireFilter, args: argparse.Namespace) -> None:
                 raise Fail(f"{long}/{_s}: {e}") from None
     if args.nofifo:
         wf.set_fifo(False)
+
+
+RC_COMMANDS = set(PARAMS) | {"band", "capacity", "fifo"}
+
+
+def load_rcfile(wf: WireFilter, path: str) -> int:
+    """Apply a file of console commands (`delay LR 20+5N`, `fifo 0`, `# comments`)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise Fail(f"cannot read {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise Fail(f"{path} is not a text file of wirefilter commands") from None
+    n = 0
+    for lineno, line in enumerate(lines, 1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        cmd, rest = words[0].lower(), words[1:]
+        if cmd not in RC_COMMANDS:
+            raise Fail(f"{path}:{lineno}: unknown command {words[0]!r}: use "
+                       f"{', '.join(sorted(RC_COMMANDS))}")
+        if not rest:
+            raise Fail(f"{path}:{lineno}: {cmd} needs a value, e.g. {cmd} LR 20")
+        try:
+            wf.set(cmd, "".join(rest))
+        except WireFilterError as e:
+            raise Fail(f"{path}:{lineno}: {e}") from None
+        n += 1
+    return n
 
 
 def endpoints(args: argparse.Namespace) -> list[str] | None:
@@ -178,6 +213,16 @@ def make_console(wf: WireFilter, state: dict[str, Any]):
         state["capture"] = start_capture(wf, words[1])
         return f"capturing to {words[1]}"
 
+    def load(words: list[str]) -> str:
+        if len(words) != 1:
+            raise CommandError("load FILE")
+        try:
+            n = load_rcfile(wf, words[0])
+        except Fail as e:
+            raise CommandError(str(e)) from None
+        return f"{n} settings loaded from {words[0]}"
+
+    console.add("load", load, "FILE", "apply console commands from FILE")
     console.add("capture", capture, "start FILE|stop", "capture both ends to pcap/pcapng")
 
     def shutdown(words: list[str]) -> str:
