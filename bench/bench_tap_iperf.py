@@ -119,12 +119,13 @@ def bench_vde(seconds: float) -> float:
             n2.delete()
 
 
-def bench_vnet(seconds: float, gso: bool) -> float:
+def bench_vnet(seconds: float, gso: bool, mtu: int) -> float:
     n1, n2 = NS("a"), NS("b")
     t1, t2 = f"vn{uuid.uuid4().hex[:6]}", f"vn{uuid.uuid4().hex[:6]}"
     opt = "&vnet_hdr=1" if gso else ""
     urls = [f"tap://{t1}?netns={n1.name}{opt}", f"tap://{t2}?netns={n2.name}{opt}"]
-    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve", *urls],
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--mtu", str(mtu),
+                             "--serve", *urls],
                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -141,7 +142,7 @@ def bench_vnet(seconds: float, gso: bool) -> float:
         n2.delete()
 
 
-def serve(urls: list[str]) -> None:
+def serve(urls: list[str], mtu: int) -> None:
     """Child process: one vnet Switch with a port per URL, until terminated."""
     import asyncio
     import signal
@@ -152,7 +153,7 @@ def serve(urls: list[str]) -> None:
     from vnet.runtime.realtime import run
 
     async def main(rt) -> None:
-        sw = Switch(rt, mtu=65535 - 18)
+        sw = Switch(rt, mtu=mtu)
         atts = [await attach(u, sw.add_port(), rt) for u in urls]
         stop = rt.loop.create_future()
         rt.loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
@@ -173,17 +174,20 @@ def main() -> int:
     p.add_argument("--time", type=float, default=5.0, help="seconds per iperf3 run (default 5)")
     p.add_argument("--only", default="veth,vde,vnet,vnet-gso",
                    help="comma-separated setups to run")
+    p.add_argument("--mtu", type=int, default=65535 - 18,
+                   help="vnet switch MTU (default 65517: 64 KB GSO frames pass whole; with "
+                        "1500 they are segmented in software)")
     p.add_argument("--serve", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve:
-        serve(args.serve)
+        serve(args.serve, args.mtu)
         return 0
     if os.geteuid() != 0:
         print("bench_tap_iperf: needs root (namespaces and TAPs)", file=sys.stderr)
         return 1
     runs = {"veth": lambda: bench_veth(args.time), "vde": lambda: bench_vde(args.time),
-            "vnet": lambda: bench_vnet(args.time, gso=False),
-            "vnet-gso": lambda: bench_vnet(args.time, gso=True)}
+            "vnet": lambda: bench_vnet(args.time, gso=False, mtu=args.mtu),
+            "vnet-gso": lambda: bench_vnet(args.time, gso=True, mtu=args.mtu)}
     results: dict[str, float] = {}
     for name in args.only.split(","):
         results[name] = runs[name]()
