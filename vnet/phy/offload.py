@@ -4,7 +4,7 @@ The engines forward plain `bytes` and know nothing of virtio-net headers, so the
 header travels beside the frame, not in it:
 
 * On reading a frame that needs work (GSO, or a partial checksum), the TAP puts
-  `(frame, header)` in the one-entry slot `PENDING` and calls `port.deliver`;
+  `(frame, header)` in the one-entry slot `vnet.link.offload.PENDING` and calls `port.deliver`;
   the switch forwards synchronously, so any offload-capable TAP writer that is
   handed *the same object* (`frame is PENDING[0]`) writes it with its header.
   A frame that was copied or rewritten on the way (VLAN tagging), or delayed
@@ -12,8 +12,8 @@ header travels beside the frame, not in it:
 * Such a frame is only passed on when every place the engine may send it takes
   offloads: all other ports of the owning switch are offload-capable TAPs on the
   same untagged VLAN with no tagged VLANs (or the port is joined directly to one,
-  as `vnet plug` does), and the switch's MTU admits it (64 KB needs `--mtu 65517`;
-  with 1500 the segments are what fits). Otherwise it is finished in software first - checksum
+  as `vnet plug` does), and the switch admits it: its MTU is large enough (65517),
+  or it declares `admits_offload` (lets offloaded frames past its size check). Otherwise it is finished in software first - checksum
   completed, GSO frame cut into MSS-sized segments exactly as the kernel would -
   and the plain frames go in instead.
 
@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import os
 
+from vnet.link.offload import PENDING
 from vnet.link.port import Port
 from vnet.phy.tap import READ_BUDGET, READ_SIZE, TapAttachment
 from vnet.runtime.realtime import AsyncioRuntime
 from vnet.wire import virtio_net as vh
 from vnet.wire.errors import WireError
 
-#: [frame, header] of the frame being delivered right now; [None, PLAIN] otherwise.
-PENDING: list = [None, vh.PLAIN]
 _PLAIN = vh.PLAIN
 _HL = vh.HDR_LEN
 _TPID = b"\x81\x00"
@@ -46,7 +45,7 @@ def passthrough_ok(port: Port, length: int) -> bool:
     """True when every destination the engine can pick for frames from `port` takes offloads
     (and the engine accepts a frame of `length` bytes: a switch drops frames over its MTU)."""
     sw = port.owner
-    if length > getattr(sw, "max_frame", 65535):
+    if length > getattr(sw, "max_frame", 65535) and not getattr(sw, "admits_offload", False):
         return False
     ports = getattr(sw, "ports", None)
     if ports is None:

@@ -1,0 +1,21 @@
+"""Side channel for offload metadata riding with a frame through synchronous engines.
+
+A TAP with IFF_VNET_HDR may hand over a 64 KB TCP "GSO" frame with a partial
+checksum. Engines forward plain `bytes`; the virtio-net header travels beside
+the frame: the driver sets `PENDING = [frame, header]` for the duration of
+`port.deliver(frame)` and a driver handed *the same object* on the way out
+writes it with that header (see vnet.phy.offload). An engine that checks frame
+sizes may let such a frame through with `is_offloaded(frame)`: it stands for
+several frames of at most the MTU each. An engine that declares this sets a
+class attribute `admits_offload = True`.
+"""
+
+from __future__ import annotations
+
+#: [frame, virtio-net header] while an offloaded frame is being delivered, else [None, b""].
+PENDING: list = [None, b""]
+
+
+def is_offloaded(frame: object) -> bool:
+    """True while `frame` is the GSO/partial-checksum frame currently being delivered."""
+    return frame is PENDING[0]
