@@ -16,6 +16,7 @@ prediction"): no option parsing beyond the aligned timestamp, no state switch.
 from __future__ import annotations
 
 import errno
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,6 @@ from vnet.wire.tcp import (
     RST,
     SYN,
     TS_ALIGNED,
-    TS_PREFIX,
     build_options,
     parse_options,
 )
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 M32 = 0xFFFFFFFF
 HALF = 0x80000000
+_TS3 = struct.Struct("!III")  # NOP NOP kind len as one word, then TSval, TSecr
 
 CLOSED = 0
 LISTEN = 1
@@ -146,6 +147,8 @@ class Connection:
         self.lport = lport
         self.rport = rport
         self.key = (remote, rport, lport)
+        self._rip = remote._ip  # the addresses as ints, for the layer's flow cache
+        self._lip = local._ip
         self.v6 = remote.version == 6
         self._ip_send = layer.net.ip_send
         self._pseudo = ones_sum(local.packed + remote.packed) + 6
@@ -192,6 +195,7 @@ class Connection:
         self.last_ack_sent = 0
         self.unacked_segs = 0
         self._ack_scheduled = False
+        self._ack_every = cfg.ack_every
 
         # options
         self.mss = 536  # peer's MSS (for sending), before options
@@ -681,52 +685,67 @@ class Connection:
         if self.keepalive:
             self.ka_probes = 0
             self.t_keepalive.start(self.cfg.keepalive_idle)
-        # header prediction: ESTABLISHED, in order, only ACK (maybe PSH), the usual options
-        if (self.state == ESTABLISHED and (flags & 0x37) == ACK and hl == self._fast_hl
-                and seq == self.rcv_nxt & M32 and not self.ooo and not self.in_recovery):
-            if hl == 32:
-                if buf[20:24] != TS_PREFIX:
-                    return self._slow(buf, seq, ack, flags, win, hl)
-                tsval, tsecr = TS_ALIGNED.unpack_from(buf, 20)[4:]
-                if (tsval - self.ts_recent) & M32 >= HALF:
-                    return self._slow(buf, seq, ack, flags, win, hl)  # PAWS decides
-                if self.rcv_nxt <= self.last_ack_sent:
-                    self.ts_recent = tsval
-            else:
-                tsecr = 0
-            n = len(buf) - hl
-            una = self.snd_una
+        # header prediction: ESTABLISHED, in order, only ACK (maybe PSH), the usual options,
+        # nothing out of order held and no loss recovery running
+        if (self.state != ESTABLISHED or (flags & 0x37) != ACK or hl != self._fast_hl
+                or self.ooo.pieces or self.in_recovery):
+            return self._slow(buf, seq, ack, flags, win, hl)
+        rcv_nxt = self.rcv_nxt
+        if seq != rcv_nxt & M32:
+            return self._slow(buf, seq, ack, flags, win, hl)
+        if hl == 32:
+            pre, tsval, tsecr = _TS3.unpack_from(buf, 20)
+            if pre != 0x0101080A or (tsval - self.ts_recent) & M32 >= HALF:
+                return self._slow(buf, seq, ack, flags, win, hl)  # other layout, or PAWS
+            if rcv_nxt <= self.last_ack_sent:
+                self.ts_recent = tsval
+        else:
+            tsecr = 0
+        n = len(buf) - hl
+        una = self.snd_una
+        wnd = win << self.snd_wscale
+        if ack == una & M32:
+            # nothing newly acknowledged: in-order data (the bulk receiver's case)
+            if n == 0 or n > self.rcv_adv - rcv_nxt:
+                return self._slow(buf, seq, ack, flags, win, hl)  # dup ACK, window update
+            if wnd != self.snd_wnd:
+                self.snd_wnd = wnd
+                self.snd_wl1 = rcv_nxt
+                if wnd > self.max_snd_wnd:
+                    self.max_snd_wnd = wnd
+        else:
             d = (ack - una) & M32
-            if d >= HALF or una + d > self.snd_max:
+            if d >= HALF or una + d > self.snd_max or n > self.rcv_adv - rcv_nxt:
                 return self._slow(buf, seq, ack, flags, win, hl)
-            wnd = win << self.snd_wscale
-            if d:
-                self._ack_advance(una + d, tsecr)
-                self.snd_wnd = wnd
-                self.snd_wl1 = self.rcv_nxt
-                self.snd_wl2 = una + d
-                if wnd > self.max_snd_wnd:
-                    self.max_snd_wnd = wnd
-            elif n == 0:
-                return self._slow(buf, seq, ack, flags, win, hl)  # dup ACK or window update
-            elif wnd != self.snd_wnd:
-                self.snd_wnd = wnd
-                self.snd_wl1 = self.rcv_nxt
-                if wnd > self.max_snd_wnd:
-                    self.max_snd_wnd = wnd
-            if n:
-                if n > self.rcv_adv - self.rcv_nxt:
-                    return self._slow(buf, seq, ack, flags, win, hl)
-                self._deliver(bytes(buf[hl:]))
-                self.unacked_segs += 1
-                if self.unacked_segs >= self.cfg.ack_every:
-                    self._schedule_ack()
-                elif not self.t_delack.armed:
-                    self.t_delack.start(self.cfg.delack)
-            if d:
+            self._ack_advance(una + d, tsecr)
+            self.snd_wnd = wnd
+            self.snd_wl1 = rcv_nxt
+            self.snd_wl2 = una + d
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+            if not n:
                 self.output()
-            return None
-        return self._slow(buf, seq, ack, flags, win, hl)
+                return None
+        # deliver (inlined _deliver)
+        data = bytes(buf[hl:])
+        self.rcv_nxt = rcv_nxt + n
+        self.rx_bytes += n
+        if self.reading and self.on_data is not None and not self.rcvq:
+            self.on_data(data)
+        else:
+            self.rcvq.append(data)
+            self.rcvq_bytes += n
+        u = self.unacked_segs + 1
+        self.unacked_segs = u
+        if u >= self._ack_every:
+            if not self._ack_scheduled:
+                self._ack_scheduled = True
+                self.rt.call_soon(self._flush_ack)
+        elif self.t_delack.deadline is None:
+            self.t_delack.start(self.cfg.delack)
+        if ack != una & M32:
+            self.output()
+        return None
 
     def _deliver(self, data: bytes) -> None:
         n = len(data)

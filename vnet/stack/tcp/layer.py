@@ -100,6 +100,7 @@ class Tcp:
         self._cookie_secret = self.rt.rng.getrandbits(128).to_bytes(16, "big")
         self._pseudo_cache: dict[tuple, int] = {}
         self._busy = False
+        self._last: Connection | None = None
         # counters
         self.rx_segments = 0
         self.rx_bad = 0
@@ -218,11 +219,19 @@ class Tcp:
             self.rx_bad += 1
             return
         src = meta.src
-        conn = self.conns.get((src, sport, dport))
-        if conn is not None and conn.local == meta.dst:
+        conn = self._last
+        # one-entry cache for the flow of the moment: ints compare much faster than
+        # ipaddress objects hash (`_ip` is the address as an int in every ipaddress class)
+        if (conn is None or conn.rport != sport or conn.lport != dport
+                or conn._rip != src._ip or conn._lip != meta.dst._ip):
+            conn = self.conns.get((src, sport, dport))
+            if conn is not None and conn.local == meta.dst:
+                self._last = conn
+            else:
+                conn = None
+        if conn is not None:
             pseudo = conn._pseudo
         else:
-            conn = None
             pseudo = self._pseudo(src, meta.dst)
         if not getattr(meta, "csum_ok", False) and ones_sum(buf, pseudo + n) != 0xFFFF:
             self.rx_bad_checksum += 1
@@ -278,6 +287,8 @@ class Tcp:
         lst.on_accept(conn)
 
     def forget(self, conn: Connection, was: int) -> None:
+        if self._last is conn:
+            self._last = None
         if self.conns.get(conn.key) is conn:
             del self.conns[conn.key]
         if was == TIME_WAIT:
