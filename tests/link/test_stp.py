@@ -463,3 +463,33 @@ def test_port_zero_can_be_the_root_port():
     rt.run_for(10)
     assert s1.stp.info()["root_port"] == 0 and s0.stp.info()["root_port"] is None  # type: ignore[union-attr]
     assert s1.ports[0].state == FORWARDING
+
+
+def test_bpdu_fuzz_never_crashes_and_the_tree_recovers():
+    """Thousands of mutated BPDUs (some valid, most not) from a host port; then silence."""
+    import random
+
+    net = Net(3)
+    net.ring()
+    net.run(15)
+    blocked = assert_converged(net)
+    rnd = random.Random(11)
+    h = net.hosts[1]
+    base = [wire.build(h.mac, wire.ConfigBpdu(wire.bridge_id(0, bytes(6)), 0, 1, 0x8001, 0.0,
+                                              6.0, 1.0, 4.0, tc=True)),
+            wire.build(h.mac, wire.TcnBpdu())]
+    bad_before = net.stp(1).malformed
+    for _ in range(5000):
+        f = bytearray(rnd.choice(base))
+        for _ in range(rnd.randint(1, 4)):
+            f[rnd.randrange(12, len(f))] = rnd.randrange(256)
+        if rnd.random() < 0.2:
+            f = f[:rnd.randrange(len(f))]
+        h.port.send(bytes(f))
+        if rnd.random() < 0.05:
+            net.run(0.01)
+    assert net.stp(1).malformed > bad_before  # garbage was counted
+    assert net.stp(1).pending_dropped == 0
+    # Whatever the forged BPDUs did, once they stop the real tree comes back.
+    net.run(FAST["max_age"] + 2 * FAST["forward_delay"] + 4)
+    assert assert_converged(net) == blocked
