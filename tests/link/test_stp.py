@@ -398,6 +398,8 @@ def test_stop_and_validation():
         with pytest.raises(SwitchError):
             Stp(sw, **bad)
     assert p.tx_frames > 0  # it did speak while it ran
+    with pytest.raises(SwitchError, match="not a hub"):
+        Stp(Switch(rt, numports=2, hub=True))
 
 
 def test_info_is_json_and_console_text():

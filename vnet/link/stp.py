@@ -113,6 +113,9 @@ class Stp:
                 raise SwitchError(f"STP {name} {v:g} s out of range: use {rng[0]:g}..{rng[1]:g} s")
         if switch.stp is not None:
             raise SwitchError(f"switch {switch.name} already runs spanning tree")
+        if switch.hub:
+            raise SwitchError("spanning tree needs a switch, not a hub: a hub floods every "
+                              "frame whatever the port state (drop -x/--hub)")
         self.switch = switch
         self.rt = switch.rt
         self._default_cost = DEFAULT_PORT_COST
