@@ -154,6 +154,7 @@ class AddrConf:
 
     def _dad_done(self: Any, iface: Interface, a: Addr6) -> None:
         a.state = PREFERRED if self.rt.now() < a.preferred_until else DEPRECATED
+        self._src6_cache.clear()
         self.stats["dad_ok"] += 1
         if a.origin == LINK_LOCAL:
             self._link_local_ready(iface)
@@ -277,6 +278,7 @@ class AddrConf:
                     a.preferred_until = preferred
                     if a.state == DEPRECATED and preferred > now:
                         a.state = PREFERRED
+                        self._src6_cache.clear()
             elif sum(1 for a in iface.addrs6 if a.origin == SLAAC) < MAX_SLAAC_ADDRS:
                 self._slaac_add(iface, p8, 0, valid, preferred)
 
@@ -319,6 +321,7 @@ class AddrConf:
                     self._remove6(iface, a)
                 elif a.preferred_until <= now and a.state == PREFERRED:
                     a.state = DEPRECATED
+                    self._src6_cache.clear()
         for key, e in list(self.routers.items()):
             if e <= now:
                 del self.routers[key]

@@ -15,7 +15,6 @@ import functools
 import ipaddress
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from vnet.runtime.base import Runtime
@@ -25,6 +24,7 @@ from vnet.stack.icmp import EchoTable, TokenBucket
 from vnet.stack.interface import Interface
 from vnet.stack.ip4 import IPv4Layer
 from vnet.stack.ip6 import IPv6Layer
+from vnet.stack.meta import AddrCache, IpMeta
 from vnet.stack.mld import MldListener
 from vnet.stack.routes import RouteTable
 from vnet.wire.ethernet import BROADCAST, random_mac
@@ -36,17 +36,6 @@ _ET_IP6 = b"\x86\xdd"
 
 PMTU_TIMEOUT = 600.0  # RFC 1191 / 8201: try a larger MTU again after 10 minutes
 MAX_PMTU_ENTRIES = 4096
-
-
-@dataclass(slots=True)
-class IpMeta:
-    """What a transport learns about a received packet besides its payload."""
-
-    src: IPAddress
-    dst: IPAddress
-    iface: Interface | None
-    version: int
-    hop_limit: int
 
 
 TransportHandler = Callable[[IpMeta, "memoryview | bytes"], None]
@@ -72,6 +61,7 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
         self.transports: dict[int, TransportHandler] = {}
         self.error_handlers: dict[int, ErrorHandler] = {}
         self.stats: Counter[str] = Counter()
+        self.addr_cache = AddrCache()
         self.echo = EchoTable()
         self.icmp_limit = TokenBucket(icmp_rate, icmp_burst)
         self.pmtu: dict[bytes, tuple[int, float]] = {}
@@ -332,3 +322,6 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
                 row["nd"] = iface.neigh6.counters()
             out[iface.name] = row
         return out
+
+
+__all__ = ["Host", "HostError", "IpMeta", "IPAddress", "TransportHandler", "ErrorHandler"]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from vnet.stack.arp_acd import AcdMixin
 from vnet.stack.interface import MANUAL, Addr4, Interface
+from vnet.stack.meta import IpMeta
 from vnet.stack.neighbor import NeighborCache
 from vnet.wire import arp, icmp4, ipv4
 from vnet.wire.errors import WireError
@@ -257,8 +258,8 @@ class IPv4Layer(AcdMixin):
         handler(self._meta4(iface, h), payload)
 
     def _meta4(self: Any, iface: Interface, h: ipv4.IPv4Header) -> Any:
-        from vnet.stack.host import IpMeta
-        return IpMeta(ipaddress.IPv4Address(h.src), ipaddress.IPv4Address(h.dst), iface, 4, h.ttl)
+        c = self.addr_cache
+        return IpMeta(c.v4(h.src), c.v4(h.dst), iface, 4, h.ttl)
 
     def _reasm4_timeout(self: Any, key: Any, first: Any) -> None:
         iface, head = first
@@ -353,7 +354,6 @@ class IPv4Layer(AcdMixin):
             return
         handler = self.error_handlers.get(q.proto)
         if handler is not None:
-            from vnet.stack.host import IpMeta
             meta = IpMeta(ipaddress.IPv4Address(q.src), ipaddress.IPv4Address(q.dst), iface, 4,
                           q.ttl)
             handler(meta, t, code, bytes(quoted[q.ihl:]))

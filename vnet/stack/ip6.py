@@ -19,6 +19,7 @@ from vnet.stack.interface import (
     Addr6,
     Interface,
 )
+from vnet.stack.meta import IpMeta
 from vnet.stack.neighbor import INCOMPLETE, NeighborCache
 from vnet.wire import icmp6, ipv6
 from vnet.wire.errors import WireError
@@ -66,6 +67,8 @@ class IPv6Layer:
         self._rr = 0
         self.accept_ra = not self.router
         self.ident6 = self.rt.rng.getrandbits(32)
+        # (dst, interface) -> chosen source; cleared whenever an address or its state changes
+        self._src6_cache: dict[tuple[bytes, str], bytes] = {}
         self._init_addrconf()
         self._init_mld()
 
@@ -89,6 +92,7 @@ class IPv6Layer:
         self._start_link_local(iface)
 
     def _rebuild_local6(self: Any) -> None:
+        self._src6_cache.clear()
         self.local6 = {a.packed: (i, a) for i in self.ifaces for a in i.addrs6
                        if a.state != DUPLICATE}
 
@@ -166,6 +170,18 @@ class IPv6Layer:
             return dst
         if iface is None:
             _, iface = self._route6(dst, scope)
+        key6 = (dst, iface.name if iface is not None else "")
+        hit = self._src6_cache.get(key6)
+        if hit is not None:
+            return hit
+        best = self._select_src6_slow(dst, iface)
+        if best is not None:
+            if len(self._src6_cache) >= MAX_DEST_CACHE:
+                self._src6_cache.clear()
+            self._src6_cache[key6] = best
+        return best
+
+    def _select_src6_slow(self: Any, dst: bytes, iface: Interface | None) -> bytes | None:
         cands = [a for a in (iface.addrs6 if iface else []) if a.usable]
         if not cands:
             cands = [a for i in self.ifaces for a in i.addrs6 if a.usable and not is_ll6(a.packed)]
@@ -320,12 +336,9 @@ class IPv6Layer:
         handler(self._meta6(iface, h), payload)
 
     def _meta6(self: Any, iface: Interface, h: ipv6.IPv6Header) -> Any:
-        from vnet.stack.host import IpMeta
-        src = ipaddress.IPv6Address(h.src)
-        dst = ipaddress.IPv6Address(h.dst)
-        if is_ll6(h.src):
-            src = ipaddress.IPv6Address(f"{src}%{iface.name}")
-        return IpMeta(src, dst, iface, 6, h.hop_limit)
+        c = self.addr_cache
+        src = c.v6(h.src, iface.name if is_ll6(h.src) else None)
+        return IpMeta(src, c.v6(h.dst), iface, 6, h.hop_limit)
 
     def _options_ok(self: Any, pkt: memoryview, area: tuple[int, int], mcast: bool) -> bool:
         """Unknown options are handled by the two high bits of their type (RFC 8200 4.2)."""
@@ -511,7 +524,6 @@ class IPv6Layer:
         proto = ch.frag.next_header if ch.frag is not None else ch.proto
         handler = self.error_handlers.get(proto)
         if handler is not None:
-            from vnet.stack.host import IpMeta
             meta = IpMeta(ipaddress.IPv6Address(qsrc), ipaddress.IPv6Address(qdst), iface, 6,
                           quoted[7])
             handler(meta, t, code, bytes(quoted[ch.offset:]))
