@@ -98,3 +98,43 @@ def test_packet_errors():
             await attach(f"packet://nx{uuid.uuid4().hex[:8]}", Port(), rt)
 
     run(main)
+
+
+@pytest.mark.parametrize("tap", ["plain", "offload"])
+def test_tcp_from_veth_with_offloads_through_switch_to_tap(netns_factory, tap):
+    """The veth peer's kernel sends partial checksums and 64 KB GSO frames; they must arrive
+    right: finished in software for a plain TAP, passed whole to an offload-capable one."""
+    from tests.conftest import need_tun
+    from tests.phy.test_offload import SIZE, transfer
+    from vnet.link.switch import Switch
+
+    need_tun()
+    n1, n2 = netns_factory("vpk"), netns_factory("vpk")
+    sfx = uuid.uuid4().hex[:6]
+    a, b, t = f"pa{sfx}", f"pb{sfx}", f"pt{sfx}"
+    n1.run("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+    n1.run("ip", "addr", "add", "10.79.0.1/24", "dev", a)
+    n1.run("ip", "link", "set", a, "up")
+    n1.run("ip", "link", "set", b, "up")
+
+    async def main(rt: AsyncioRuntime):
+        sw = Switch(rt, mtu=65535 - 18)
+        pk = await attach(f"packet://{b}?netns={n1.name}", sw.add_port(), rt)
+        opt = "&vnet_hdr=1" if tap == "offload" else ""
+        tp = await attach(f"tap://{t}?netns={n2.name}{opt}", sw.add_port(), rt)
+        try:
+            n2.run("ip", "addr", "add", "10.79.0.2/24", "dev", t)
+            return await transfer(n1, n2), pk.counters()
+        finally:
+            pk.close()
+            tp.close()
+            sw.close()
+
+    (client, server), c = run(main)
+    assert client and client == server.splitlines()[-1], (client, server)
+    assert client.split()[0] == str(SIZE)
+    if tap == "plain":
+        assert c["gso_segmented"] > 0 and c["csum_finished"] > 0, c
+    else:
+        assert c["offload_passed"] > 0 and c["gso_segmented"] == 0, c
+    assert c["rx_bad_hdr"] == 0, c
