@@ -93,3 +93,30 @@ def test_tcp_through_switch_with_offloads(netns_factory, second):
     else:  # small frames with partial checksums still pass; 64 KB ones are cut
         assert c1["gso_segmented"] > 0, c1
     assert c1["rx_dropped"] == 0 and c1["rx_bad_hdr"] == 0, c1
+
+
+def test_tcp_through_vnet_plug_join_of_two_offload_taps(netns_factory):
+    """`vnet plug tap://a?vnet_hdr=1 tap://b?vnet_hdr=1`: no switch, GSO frames pass whole."""
+    from vnet.cli.plug import join
+    from vnet.link.port import Port
+
+    need_tun()
+    n1, n2 = netns_factory("vof"), netns_factory("vof")
+    t1, t2 = f"vo{uuid.uuid4().hex[:8]}", f"vo{uuid.uuid4().hex[:8]}"
+
+    async def main(rt: AsyncioRuntime):
+        p1, p2 = Port("a"), Port("b")
+        join(p1, p2)
+        a1 = await attach(f"tap://{t1}?netns={n1.name}&vnet_hdr=1", p1, rt)
+        a2 = await attach(f"tap://{t2}?netns={n2.name}&vnet_hdr=1", p2, rt)
+        try:
+            n1.run("ip", "addr", "add", "10.79.0.1/24", "dev", t1)
+            n2.run("ip", "addr", "add", "10.79.0.2/24", "dev", t2)
+            return await transfer(n1, n2), a1.counters()
+        finally:
+            a1.close()
+            a2.close()
+
+    (client, server), c1 = run(main)
+    assert client and client == server.splitlines()[-1], (client, server)
+    assert c1["offload_passed"] > 0 and c1["gso_segmented"] == 0, c1
