@@ -304,3 +304,50 @@ def test_close_waits_for_paused_reader() -> None:
     rt.run(until=100)
     assert sum(e[1] for e in events if e[0] == "data") == 100_000
     assert events[-2:] == [("eof",), ("close", None)]
+
+
+def test_bad_segments_counted_and_dropped() -> None:
+    rt, path, a, b, addr = pair()
+    sink = Sink()
+    b.listen(80, sink.accept)
+    c = a.connect(addr, 80)
+    rt.run(until=1)
+    src, dst = ipaddress.ip_address("10.0.0.1"), ipaddress.ip_address(addr)
+    meta = IpMeta(src, dst)
+    pseudo = ones_sum(src.packed + dst.packed) + 6
+    good = wtcp.build(c.lport, 80, c.snd_nxt & 0xFFFFFFFF, c.rcv_nxt & 0xFFFFFFFF, wtcp.ACK,
+                      1000, pseudo, b"", b"data")
+    bad = bytearray(good)
+    bad[-1] ^= 0xFF
+    b.receive(meta, bytes(bad))
+    b.receive(meta, good[:12])  # truncated header
+    b.receive(meta, good[:12] + b"\xf0" + good[13:])  # data offset 60 > length
+    # a SYN with option garbage (MSS option of length 3) to the listener
+    syn = wtcp.build(999, 80, 1, 0, wtcp.SYN, 1000, pseudo, b"\x02\x03\x05\x00")
+    b.receive(meta, syn)
+    assert b.rx_bad_checksum == 1 and b.rx_bad == 2 and b.rx_bad_options == 1
+    assert sink.conn.rx_bytes == 0 and sink.conn.state == ESTABLISHED
+    b.receive(meta, good)
+    assert bytes(sink.data) == b"data"
+
+
+def test_zero_delay_cable_between_real_hosts() -> None:
+    """Two hosts joined by a direct Port cable: every send re-enters the peer at once."""
+    from vnet.link.port import connect
+    from vnet.stack.host import Host
+    from vnet.stack.sockets import tcp_of
+
+    rt = SimRuntime(seed=9)
+    ha, hb = Host(rt, "a"), Host(rt, "b")
+    ia, ib = ha.add_interface("eth0"), hb.add_interface("eth0")
+    connect(ia.port, ib.port)
+    ha.add_address("eth0", "10.2.0.1/24")
+    hb.add_address("eth0", "10.2.0.2/24")
+    rt.run(until=2)
+    sink = Sink()
+    tcp_of(hb).listen(80, sink.accept)
+    c = tcp_of(ha).connect("10.2.0.2", 80)
+    data = payload(500_000)
+    c.on_established = lambda: (c.send(data), c.close())
+    rt.run(until=10)
+    assert bytes(sink.data) == data and sink.closed == [None]
