@@ -134,7 +134,7 @@ def expected_tree(net: Net, alive=None, up=None):
     return root, root_port, blocked
 
 
-def assert_converged(net: Net, alive=None, up=None) -> set:
+def assert_converged(net: Net, alive=None, up=None, skip=()) -> set:
     alive = set(range(len(net.switches))) if alive is None else alive
     root, root_port, blocked = expected_tree(net, alive, up)
     root_id = wire.bridge_id_str(net.stp(root).bridge_id)
@@ -143,6 +143,8 @@ def assert_converged(net: Net, alive=None, up=None) -> set:
         assert info["root_id"] == root_id, (i, format_info(info))
         assert info["root_port"] == root_port.get(i), (i, format_info(info))
         for idx, rec in net.switches[i].ports.items():
+            if (i, idx) in skip:
+                continue
             want = BLOCKING if (i, idx) in blocked else FORWARDING
             assert rec.state == want, (i, idx, format_info(info))
     return blocked
@@ -495,3 +497,44 @@ def test_bpdu_fuzz_never_crashes_and_the_tree_recovers():
     # Whatever the forged BPDUs did, once they stop the real tree comes back.
     net.run(FAST["max_age"] + 2 * FAST["forward_delay"] + 4)
     assert assert_converged(net) == blocked
+
+
+def test_disable_and_enable_port():
+    net = Net(3, priorities=[4096, 32768, 32768])
+    net.ring()
+    net.run(15)
+    assert_converged(net)
+    s1 = net.stp(1)
+    rp = s1.root_port
+    assert rp is not None
+    s1.disable_port(rp)
+    net.run(0.1)
+    assert net.state(1, rp) == 0 and s1.root_port != rp  # DISABLED; another way to the root
+    # s2 still holds s1's old (better) information on that cable until it ages out.
+    net.run(FAST["max_age"] + 2 * FAST["forward_delay"] + 4)
+    dead = next(c for c in net.cables if (c[0], c[1]) == (1, rp) or (c[2], c[3]) == (1, rp))
+    # The tree is the one without that cable; the disabled port itself stays disabled.
+    assert_converged(net, up=lambda c: c is not dead, skip={(1, rp)})
+    assert net.state(1, rp) == 0
+    s1.enable_port(rp)
+    net.run(2 * FAST["forward_delay"] + 4)
+    assert_converged(net)
+    assert s1.root_port == rp
+
+
+def test_port_priority_picks_among_parallel_cables():
+    net = Net(2, priorities=[4096, 32768])
+    net.cable(0, 1)  # s0 port 2 - s1 port 2
+    net.cable(0, 1)  # s0 port 3 - s1 port 3
+    net.run(15)
+    assert net.stp(1).root_port == 2 and net.state(1, 3) == BLOCKING
+    net.stp(0).set_port_priority(3, 16)  # the root's port 3 now has the better port id
+    net.run(2 * FAST["forward_delay"] + 4)
+    assert net.stp(1).root_port == 3 and net.state(1, 2) == BLOCKING
+    assert_converged(net)
+    with pytest.raises(SwitchError, match="steps of 16"):
+        net.stp(0).set_port_priority(3, 17)
+    st = net.stp(0)
+    st.stop()
+    with pytest.raises(SwitchError, match="stopped"):
+        st.set_priority(1)

@@ -180,7 +180,8 @@ class Stp:
     # ---- the switch's hooks -----------------------------------------------------------
 
     def receive(self, index: int, frame: bytes) -> None:
-        self._serialised(self._receive, index, frame)
+        # A frame queued behind a running procedure is copied: drivers may reuse buffers.
+        self._serialised(self._receive, index, bytes(frame) if self._busy else frame)
 
     def port_added(self, index: int) -> None:
         self._serialised(self._port_added, index)
@@ -201,8 +202,7 @@ class Stp:
         self._fast_age_timer = None
         for p in self.ports.values():
             self._stop_port_timers(p)
-            if p.state != DISABLED:
-                self.switch.set_port_state(p.index, FORWARDING)
+            self.switch.set_port_state(p.index, FORWARDING)
         self._pending.clear()
         if self.switch.stp is self:
             self.switch.stp = None
@@ -213,6 +213,8 @@ class Stp:
         """Change the bridge priority (8.8.4); the root may move."""
         if not 0 <= priority <= 0xFFFF:
             raise SwitchError(f"bridge priority {priority} out of range: use 0..65535")
+        if not self._running:
+            raise SwitchError("spanning tree is stopped")
         self._serialised(self._set_bridge_priority, priority)
 
     def set_port_cost(self, index: int, cost: int) -> None:
@@ -220,7 +222,7 @@ class Stp:
         _check_cost(cost)
         self._costs[index] = cost
         p = self.ports.get(index)
-        if p is not None:
+        if p is not None and self._running:
             self._serialised(self._set_path_cost, p, cost)
 
     def set_port_priority(self, index: int, priority: int) -> None:
@@ -231,16 +233,19 @@ class Stp:
         self._serialised(self._set_port_priority, p, priority)
 
     def disable_port(self, index: int) -> None:
-        """Administratively disable a port (8.8.2): no BPDUs, no forwarding."""
+        """Administratively disable a port (8.8.3): no BPDUs, no forwarding."""
         p = self._port(index)
         self._serialised(self._disable_port, p)
 
     def enable_port(self, index: int) -> None:
+        """Enable a disabled port (8.8.2): it starts over as blocking, then listening."""
         p = self._port(index)
         if p.state == DISABLED:
             self._serialised(self._enable_port, p)
 
     def _port(self, index: int) -> StpPort:
+        if not self._running:
+            raise SwitchError("spanning tree is stopped")
         p = self.ports.get(index)
         if p is None:
             raise SwitchError(f"port {index} is not in use")
