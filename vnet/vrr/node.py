@@ -199,25 +199,33 @@ class VrrNode:
         else:
             self._cand_n[a] = n - 1
 
-    def closest(self, key: int, exclude: int | None = None) -> int:
-        """The candidate closest to `key` (tie-break: clockwise of key), skipping `exclude`."""
+    def closest(self, key: int, exclude: int | None = None,
+                skip: frozenset[int] | set[int] | None = None) -> int:
+        """The candidate closest to `key` (tie-break: clockwise of key).
+
+        `exclude` (one id) and `skip` (a few ids) are never chosen; -1 if nothing is left.
+        """
         c = self._cand
         n = len(c)
         i = bisect.bisect_left(c, key)
         best = -1
-        # the closest on either side is among the two neighbours of the insertion point;
-        # look two further on each side in case one of them is excluded
-        for j in (i, i + 1, i - 1, i - 2):
-            a = c[j % n]
-            if a == exclude:
-                continue
-            if best < 0 or closer(a, best, key):
-                best = a
+        # the closest candidate on each side is next to the insertion point; walk
+        # outwards past excluded ids (at most len(skip) + 1 of them per side)
+        reach = 2 + (len(skip) if skip else 0)
+        for side in (0, 1):
+            for k in range(min(reach, n)):
+                a = c[(i + k) % n] if side == 0 else c[(i - 1 - k) % n]
+                if a == exclude or (skip and a in skip):
+                    continue
+                if best < 0 or closer(a, best, key):
+                    best = a
+                break
         return best
 
-    def next_hop(self, dst: int, exclude: int | None = None) -> int | None:
+    def next_hop(self, dst: int, exclude: int | None = None,
+                 skip: frozenset[int] | set[int] | None = None) -> int | None:
         """The neighbour to forward to, or None when this node is the closest it knows."""
-        e = self.closest(dst, exclude)
+        e = self.closest(dst, exclude, skip)
         if e == self.addr or e < 0:
             return None
         nb = self.pset.get(e)
@@ -637,6 +645,10 @@ class VrrNode:
             if n is not None and n in self.pset and self.pset[n].state == LINKED:
                 self.stats["teardown_tx"] += 1
                 self._send_to(n, W.TEARDOWN, flags, self.cfg.hop_limit, 0, 0, self.addr, body)
+        if sender is None and (r.na is None or r.nb is None):
+            other = r.eb if r.na is None else r.ea
+            if other != self.addr and other in self.vset and not self._has_path_to(other):
+                self._remove_vset(other)  # a path we built went nowhere
         if sender is not None and (r.na is None or r.nb is None):
             # we are an endpoint of a path broken by a failure: repair it
             other = r.eb if r.na is None else r.ea
@@ -701,7 +713,11 @@ class VrrNode:
         if not self.active:
             self.stats["no_route"] += 1
             return
-        nh = self.next_hop(dst, exclude=src)
+        # ext: a request for the sender's own id (join, rejoin, probe) also skips the
+        # sender's current vset members, so it finds the closest node the sender does
+        # not know yet; that is what stitches two interleaved rings into one
+        skip = set(vset2) if dst == src and vset2 else None
+        nh = self.next_hop(dst, exclude=src, skip=skip)
         if nh is not None:
             self._forward(frame, nh, W.SETUP_REQ, flags, hl, length, 0, dst, src)
             return
@@ -736,6 +752,8 @@ class VrrNode:
         ok = self._rt_add(Route(src, dst, sender, nh, pid))
         if not ok:
             self.stats["loops"] += 1
+            if sender is None and not self._has_path_to(dst):
+                self._remove_vset(dst)  # we accepted dst but cannot hold its path
             if sender is not None:
                 # duplicate (a loop) or a full table: tear the path down towards the sender
                 body = W.path_body(src, pid, None)
