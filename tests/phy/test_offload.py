@@ -120,3 +120,60 @@ def test_tcp_through_vnet_plug_join_of_two_offload_taps(netns_factory):
     (client, server), c1 = run(main)
     assert client and client == server.splitlines()[-1], (client, server)
     assert c1["offload_passed"] > 0 and c1["gso_segmented"] == 0, c1
+
+
+def test_passthrough_rules():
+    """Offloaded frames go whole only where every possible destination takes them."""
+    from vnet.cli.plug import join
+    from vnet.link.port import Port
+    from vnet.phy.offload import passthrough_ok
+    from vnet.runtime.sim import SimRuntime
+
+    def capable(frame: bytes) -> None:
+        pass
+
+    capable.accepts_offload = True  # type: ignore[attr-defined]
+
+    def plain(frame: bytes) -> None:
+        pass
+
+    sw = Switch(SimRuntime(seed=1), mtu=65517)
+    a, b = sw.add_port(), sw.add_port()
+    a.attach(capable)
+    b.attach(capable)
+    assert passthrough_ok(a, 65000)
+    c = sw.add_port()
+    assert not passthrough_ok(a, 65000)  # an unattached port may get the flood
+    c.attach(capable)
+    assert passthrough_ok(a, 65000)
+    sw.vlan_create(5)
+    sw.set_port_vlan(3, 5)
+    assert not passthrough_ok(a, 65000)  # another VLAN: conservative
+    sw.set_port_vlan(3, 0)
+    sw.vlan_add_port(5, 2)
+    assert not passthrough_ok(a, 65000)  # a trunk would re-tag the frame
+    sw.vlan_del_port(5, 2)
+    assert passthrough_ok(a, 65000)
+    b.attach(plain)
+    assert not passthrough_ok(a, 65000)
+    small = Switch(SimRuntime(seed=1))
+    x, y = small.add_port(), small.add_port()
+    x.attach(capable)
+    y.attach(capable)
+    assert passthrough_ok(x, 1000)
+    # over the MTU only if the switch lets offloaded frames past its size check
+    assert passthrough_ok(x, 65000) == getattr(small, "admits_offload", False)
+    # Direct join (vnet plug), and an engine that is not a switch.
+    p, q = Port("p"), Port("q")
+    join(p, q)
+    q.attach(capable)
+    assert passthrough_ok(p, 65000)
+    q.attach(plain)
+    assert not passthrough_ok(p, 65000)
+
+    class Engine:
+        ports = [p, q]  # e.g. a VRR node: not a switch, parses frames
+
+    p.owner = Engine()
+    q.attach(capable)
+    assert not passthrough_ok(p, 65000)

@@ -28,6 +28,7 @@ import struct
 
 from vnet.link.offload import PENDING
 from vnet.link.port import Port
+from vnet.link.switch import Switch
 from vnet.phy.tap import READ_BUDGET, READ_SIZE, TapAttachment
 from vnet.runtime.realtime import AsyncioRuntime
 from vnet.wire import virtio_net as vh
@@ -46,13 +47,15 @@ def passthrough_ok(port: Port, length: int) -> bool:
     """True when every destination the engine can pick for frames from `port` takes offloads
     (and the engine accepts a frame of `length` bytes: a switch drops frames over its MTU)."""
     sw = port.owner
-    if length > getattr(sw, "max_frame", 65535) and not getattr(sw, "admits_offload", False):
-        return False
-    ports = getattr(sw, "ports", None)
-    if ports is None:
-        # Joined directly (vnet plug): port.receive is the other side's Port.send.
+    if not isinstance(sw, Switch):
+        # Joined directly (vnet plug): port.receive is the other side's Port.send. Any other
+        # engine (a host stack, wirefilter, VRR) parses or delays frames: never pass through.
         peer = getattr(port.receive, "__self__", None)
-        return isinstance(peer, Port) and accepts_offload(peer.transmit)
+        return (sw is None and isinstance(peer, Port) and peer.owner is None
+                and accepts_offload(peer.transmit))
+    if length > sw.max_frame and not getattr(sw, "admits_offload", False):
+        return False
+    ports = sw.ports
     mine = None
     for rec in ports.values():
         if rec.port is port:
