@@ -340,3 +340,64 @@ def test_cli_host_and_ctl(netns_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_dhcp_lease_from_dnsmasq_and_arp_conflict_detection(netns_factory):
+    """DHCPv4 from dnsmasq; then RFC 5227 both ways: Linux's `arping -D` finds our address
+    taken, and our probe finds the kernel's address taken."""
+    need_tun()
+    need_tool("dnsmasq", "arping", "ping")
+    ns = netns_factory("vhd")
+    tap = tapname()
+    tmp = tempfile.mkdtemp(prefix="vnet-dnsmasq-")
+    mac = "02:00:00:aa:00:07"
+
+    async def main(rt: AsyncioRuntime) -> None:
+        from vnet.stack.dhcp4_client import Dhcp4Client
+
+        host = Host(rt, "vh")
+        iface = host.add_interface("eth0", mac=bytes.fromhex(mac.replace(":", "")))
+        att = await attach(f"tap://{tap}?netns={ns.name}", iface.port, rt)
+        dns = None
+        try:
+            await sh(ns, "ip", "addr", "add", "10.71.0.1/24", "dev", tap)
+            dns = await asyncio.create_subprocess_exec(
+                "ip", "netns", "exec", ns.name, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
+                "--port=0", f"--interface={tap}", "--bind-interfaces", "--user=root",
+                "--dhcp-range=10.71.0.50,10.71.0.60,255.255.255.0,10m",
+                "--dhcp-option=3,10.71.0.1", f"--dhcp-leasefile={tmp}/leases",
+                f"--pid-file={tmp}/pid",
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            await asyncio.sleep(0.5)
+            client = Dhcp4Client(host, iface)
+            client.start()
+            assert await wait_for(lambda: client.state == "bound", 20.0), (client.state,
+                                                                           dict(host.stats))
+            assert client.addr is not None
+            ours = str(client.addr.ip)
+            assert ipaddress.IPv4Address(ours) in ipaddress.IPv4Network("10.71.0.0/24")
+            assert host.stats["acd_probe_tx"] == 3
+            assert client.lease["router"] == "10.71.0.1"
+            with open(f"{tmp}/leases") as f:
+                assert mac in f.read()
+            assert await vping(rt, host, "10.71.0.1") == 56
+            r = host.routes4.get(0, 0)
+            assert r is not None and r.gateway == bytes((10, 71, 0, 1))  # from the router option
+            # Linux probes our address (RFC 5227 probe with sender 0.0.0.0): we answer
+            rc, out = await sh(ns, "arping", "-D", "-c", "2", "-w", "3", "-I", tap, ours)
+            assert rc == 1, f"arping -D should see our reply: {out}"
+            # our probe of the kernel's address is answered by the kernel
+            res: list[bool] = []
+            host.acd_probe(iface, ipaddress.IPv4Address("10.71.0.1"), res.append)
+            host.acd_probe(iface, ipaddress.IPv4Address("10.71.0.99"), res.append)
+            assert await wait_for(lambda: len(res) == 2, 10.0)
+            assert sorted(res) == [False, True]
+        finally:
+            if dns is not None and dns.returncode is None:
+                dns.terminate()
+                await dns.wait()
+            for d in list(host.dhcp.values()):
+                d.stop()
+            att.close()
+
+    run(main, seed=6)
