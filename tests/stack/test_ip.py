@@ -211,3 +211,16 @@ def test_transport_seam_source_address_and_hop_limit():
     assert sorted((m.version, m.hop_limit, str(m.src), p) for m, p in got) == [
         (4, 63, "10.0.1.2", b"v4"), (6, 8, net.slaac(net.a), b"v6")]
     assert not net.a.ip_send("2001:db8:99::1", 253, b"x") or net.a.default_routers()
+
+
+def test_port_unreachable_for_transports():
+    net = ready()
+    b6 = net.slaac(net.b)
+    seen = []
+    net.a.register_error_handler(17, lambda m, t, c, q: seen.append((m.version, t, c, q[:4])))
+    net.b.register_transport(17, lambda m, p: net.b.port_unreachable(m, 17, p))
+    udp = struct.pack("!HHHH", 5000, 9999, 12, 0) + b"ping"
+    net.a.ip_send("10.0.2.2", 17, udp)
+    net.a.ip_send(b6, 17, udp)
+    net.rt.run(until=net.rt.now() + 1)
+    assert sorted(seen) == [(4, 3, 3, udp[:4]), (6, 1, 4, udp[:4])]

@@ -27,6 +27,7 @@ from vnet.stack.ip6 import IPv6Layer
 from vnet.stack.meta import AddrCache, IpMeta
 from vnet.stack.mld import MldListener
 from vnet.stack.routes import RouteTable
+from vnet.wire import ipv4, ipv6
 from vnet.wire.ethernet import BROADCAST, random_mac
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -205,6 +206,24 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
                 return min(link, e[0])
             del self.pmtu[d]
         return link
+
+    def port_unreachable(self, meta: IpMeta, proto: int, payload: bytes | memoryview) -> None:
+        """Tell the sender that nothing listens (ICMP port unreachable / ICMPv6 code 4).
+
+        For a transport with no socket for a received datagram. The quoted packet is
+        rebuilt from `meta` and the payload (addresses, protocol and the transport header
+        are what the sender matches on); multicast and broadcast never get one, and the
+        ICMP rate limiter applies.
+        """
+        head = bytes(payload[:1232])
+        if meta.version == 4:
+            pkt = ipv4.build(meta.src.packed, meta.dst.packed, proto, len(payload),
+                             meta.hop_limit) + head
+            self._icmp4_error(pkt, 3, 3)
+        else:
+            pkt = ipv6.build(meta.src.packed, meta.dst.packed, proto, len(payload),
+                             meta.hop_limit) + head
+            self._icmp6_error(pkt, 1, 4)
 
     def confirm_reachable(self, addr: Any) -> None:
         """Upper-layer progress (e.g. a TCP ACK of new data) confirms the neighbour (RFC 4861)."""
