@@ -229,6 +229,39 @@ def test_bad_requests_are_counted_logged_and_forwarding_goes_on(tmp_path, caplog
     assert all("\n" not in m for m in msgs)
 
 
+def test_silent_ctl_connections_time_out_and_are_bounded(tmp_path, monkeypatch):
+    import vnet.phy.vde_server as vs
+
+    monkeypatch.setattr(vs, "HANDSHAKE_TIMEOUT", 0.2)
+    monkeypatch.setattr(vs, "MAX_PENDING", 3)
+    d = tmp_path / "sw"
+
+    async def main(rt):
+        sw, srv = make_server(rt, d)
+        loop = rt.loop
+        socks = []
+        for _ in range(5):
+            s = raw_ctl(d)
+            s.setblocking(False)
+            socks.append(s)
+        await settle(rt, lambda: srv.counters["connections"] == 5)
+        assert srv.counters["refused"] == 2 and len(srv.endpoints) == 3
+        for s in socks:  # all closed on us: 2 at once, 3 after the timeout
+            try:
+                assert await asyncio.wait_for(loop.sock_recv(s, 10), 3) == b""
+            except ConnectionResetError:
+                pass
+            s.close()
+        assert srv.counters["timeouts"] == 3 and not srv.endpoints
+        _, _, c = await plug(rt, d)  # and new clients still get in
+        assert c.port_number == 1
+        c.close()
+        srv.close()
+        sw.close()
+
+    run(main)
+
+
 def test_directory_checks(tmp_path):
     async def main(rt):
         f = tmp_path / "file"

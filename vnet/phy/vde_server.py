@@ -35,6 +35,7 @@ from collections.abc import Callable
 
 from vnet.link.port import Port
 from vnet.link.switch import Switch, SwitchError
+from vnet.runtime.base import Timer
 from vnet.runtime.realtime import AsyncioRuntime
 from vnet.wire.errors import WireError
 from vnet.wire.vde import REQUEST_MAX, build_sockaddr, parse_request
@@ -42,6 +43,8 @@ from vnet.wire.vde import REQUEST_MAX, build_sockaddr, parse_request
 log = logging.getLogger("vnet.vde")
 
 READ_BUDGET = 256  # frames per wake-up per socket, so one busy client cannot starve the rest
+HANDSHAKE_TIMEOUT = 10.0  # a ctl connection that sends no request is closed after this
+MAX_PENDING = 256  # ctl connections still waiting for their request (bounded)
 SOCKBUF = 1 << 20  # SO_SNDBUF/SO_RCVBUF asked for (the kernel caps it at wmem_max/rmem_max)
 _STALE = re.compile(r"^(\d{3}\.\d+|ctl|\.\d{5}-\d{5})$")
 
@@ -62,7 +65,8 @@ def dirmode_for(mode: int) -> int:
 class Endpoint:
     """One client connection: its ctl stream and the switch-side data socket."""
 
-    __slots__ = ("ctl", "data", "path", "client_path", "vport", "uid", "description", "id")
+    __slots__ = ("ctl", "data", "path", "client_path", "vport", "uid", "description", "id",
+                 "timer")
 
     def __init__(self, ctl: socket.socket) -> None:
         self.ctl = ctl
@@ -73,6 +77,7 @@ class Endpoint:
         self.uid = -1
         self.description = ""
         self.id = ctl.fileno()
+        self.timer: Timer | None = None
 
 
 class VdePort:
@@ -134,7 +139,8 @@ class VdeServer:
         self.on_attach: list[Callable[[int, Port], None]] = []  # (index, port) after (re)wiring
         self.counters = {"connections": 0, "accepted": 0, "closed": 0, "bad_garbage": 0,
                          "bad_short": 0, "bad_magic": 0, "bad_version": 0, "refused": 0,
-                         "rx_errors": 0}
+                         "timeouts": 0, "rx_errors": 0}
+        self._pending = 0
         self._listener: socket.socket | None = None
         self._made_dir = False
         self.rx_size = switch.max_frame + 1  # one byte more, so oversize frames are seen as such
@@ -228,14 +234,36 @@ class VdeServer:
                 conn, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as e:  # EMFILE and the like: say so, keep running
-                log.warning("vde: accept on %s failed: %s", self.ctl_path, e.strerror)
+            except OSError as e:
+                # EMFILE and the like: say so once, stop accepting for a second (the pending
+                # connection would otherwise wake us in a busy loop), keep forwarding
+                log.warning("vde: accept on %s failed: %s; pausing new connections for 1 s",
+                            self.ctl_path, e.strerror)
+                self.rt.loop.remove_reader(self._listener.fileno())
+                self.rt.call_later(1.0, self._resume_accept)
                 return
             conn.setblocking(False)
             self.counters["connections"] += 1
+            if self._pending >= MAX_PENDING:
+                self.counters["refused"] += 1
+                conn.close()
+                continue
             ep = Endpoint(conn)
             self.endpoints[ep.id] = ep
+            self._pending += 1
+            ep.timer = self.rt.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout, ep)
             self.rt.loop.add_reader(ep.id, self._ctl_readable, ep)
+
+    def _resume_accept(self) -> None:
+        if self._listener is not None:
+            self.rt.loop.add_reader(self._listener.fileno(), self._accept)
+
+    def _handshake_timeout(self, ep: Endpoint) -> None:
+        if ep.data is None and ep.id in self.endpoints:
+            self.counters["timeouts"] += 1
+            log.warning("vde: a ctl connection sent no request within %g s; closed",
+                        HANDSHAKE_TIMEOUT)
+            self.close_endpoint(ep)
 
     def _ctl_readable(self, ep: Endpoint) -> None:
         try:
@@ -315,6 +343,10 @@ class VdeServer:
             data.close()
             raise
         ep.data, ep.path, ep.client_path, ep.uid, ep.description = data, path, client, uid, descr
+        if ep.timer is not None:
+            ep.timer.cancel()
+            ep.timer = None
+            self._pending -= 1
         ep.vport = vport
         vport.endpoints.append(ep)
         if not vport.port.description:
@@ -343,8 +375,13 @@ class VdeServer:
         return readable
 
     def close_endpoint(self, ep: Endpoint) -> None:
-        if self.endpoints.pop(ep.id, None) is None:
+        if self.endpoints.get(ep.id) is not ep:
             return
+        del self.endpoints[ep.id]
+        if ep.timer is not None:  # still in the handshake
+            ep.timer.cancel()
+            ep.timer = None
+            self._pending -= 1
         loop = self.rt.loop
         try:
             loop.remove_reader(ep.id)
