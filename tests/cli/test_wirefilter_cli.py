@@ -417,3 +417,37 @@ def test_kernel_tcp_through_debian_wirefilter_reference(netns_factory, tmp_path)
           f"{rtt:.1f} ms, iperf3 {goodput:.2f} Mbit/s")
     assert rtt >= 40 - 2 * TICK * 1e3
     assert 0 < goodput <= L2_LIMIT_MBIT * 1.01
+
+
+def test_markov_mode_over_the_control_socket(tmp_path):
+    """wirefilter's Markov commands from an rcfile and live; the wire alternates nodes."""
+    import socket
+
+    ports = []
+    for _ in range(4):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    rc = tmp_path / "markov.rc"
+    rc.write_text("markov-numnodes 2\ndelay 10\ndelay 200[1]\nmarkov-name 1,slow\n"
+                  "markov-time 50\nsetedge 0,1,100\nsetedge 1,0,100\n")
+    mgmt = tmp_path / "wf.mgmt"
+    p = Proc(vnet_cmd("wirefilter", f"udp://{ports[0]}:127.0.0.1:{ports[1]}",
+                      f"udp://{ports[2]}:127.0.0.1:{ports[3]}", "-f", str(rc), "-M", str(mgmt)),
+             stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    try:
+        wait_for(mgmt.exists)
+        wait_for(lambda: call(str(mgmt), "counters")["markov"]["changes"] >= 3)
+        assert "Delay  L->R 200   R->L 200" in call(str(mgmt), "showinfo", "1")
+        assert 'Node 1 "slow" (0,..,1) Markov-time 50' in call(str(mgmt), "showinfo", "1")
+        assert "weight 100" in call(str(mgmt), "showedges", "0")
+        with pytest.raises(Exception, match="not a percentage"):
+            call(str(mgmt), "setedge", "0,1,150")
+        with pytest.raises(Exception, match="no Markov node 5"):
+            call(str(mgmt), "markov-setnode", "5")
+        call(str(mgmt), "markov-numnodes", "1")  # back to a plain wire
+        n = call(str(mgmt), "counters")
+        assert "markov" not in n
+        assert call(str(mgmt), "showcurrent") == 'Current Markov Node 0 "" (0,..,0)'
+    finally:
+        p.stop()

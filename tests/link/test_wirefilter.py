@@ -402,3 +402,101 @@ def test_switches_joined_by_wirefilters_in_sim_time():
     assert wf.lr.frames_out == 1 and wf.rl.frames_out == 1
     s1.close()
     s2.close()
+
+
+# ---- Markov mode -------------------------------------------------------------------------
+
+
+def test_markov_stationary_share_and_sojourn():
+    """Two nodes, P(0->1) = 10 %, P(1->0) = 40 % per 100 ms step: pi_1 = 0.2, stay in 1 = 250 ms."""
+    rt, a, b, wf, got, _ = rig(seed=12, delay=10)
+    wf.markov_resize(2)
+    wf.set("delay", "100[1]")
+    wf.set_edge(0, 1, 10)
+    wf.set_edge(1, 0, 40)
+    samples: list[int] = []
+
+    def sample() -> None:
+        samples.append(wf.current)
+        if rt.now() < 2000:
+            rt.call_later(0.1, sample)
+
+    rt.call_at(0.05, sample)  # between Markov steps (every 0.1 s from t=0)
+    rt.run(until=2000.07)
+    wf.close()
+    rt.run()  # nothing left: the Markov timer is gone
+    n = len(samples)
+    share = sum(samples) / n
+    stays, cur = [], 0
+    for s in samples:
+        if s == 1:
+            cur += 1
+        elif cur:
+            stays.append(cur)
+            cur = 0
+    # samples are correlated; the variance of a two-state chain's mean grows by (1+l)/(1-l),
+    # l = 1 - 0.1 - 0.4 = 0.5 the chain's second eigenvalue
+    sd = math.sqrt(0.2 * 0.8 / n * (1 + 0.5) / (1 - 0.5))
+    assert abs(share - 0.2) < 4.5 * sd, share
+    mean_stay = statistics.fmean(stays) * 0.1
+    assert abs(mean_stay - 0.25) < 4.5 * math.sqrt(0.6) / 0.4 * 0.1 / math.sqrt(len(stays))
+    seen = sum(1 for i in range(1, n) if samples[i] != samples[i - 1]) + samples[0]
+    assert abs(wf.node_changes - seen) <= 1
+
+
+def test_markov_node_values_apply_while_current():
+    rt, a, b, wf, got, _ = rig(seed=13, fifo=False)
+    wf.markov_resize(2)
+    wf.set("delay", 10)  # node 0 (no suffix: node 0, as wirefilter)
+    wf.set("delay", "LR100[1]")
+    wf.set("loss", 100, node=1, direction="RL")
+    wf.set_edge(0, 1, 50)
+    wf.set_edge(1, 0, 50)
+    node_at_send: dict[int, int] = {}
+
+    def send(i: int) -> None:
+        node_at_send[i] = wf.current
+        a.send(frame(i))
+
+    for i in range(3000):
+        rt.call_at(0.005 + i * 0.03, send, i)
+    rt.run(until=100)
+    d = {SEQ.unpack_from(f)[0]: t - (0.005 + SEQ.unpack_from(f)[0] * 0.03) for t, f in got}
+    assert len(d) == 3000
+    for i, delay in d.items():
+        assert delay == pytest.approx(0.100 if node_at_send[i] else 0.010), i
+    assert 0.4 < sum(node_at_send.values()) / 3000 < 0.6
+    assert wf.get("loss", "RL", node=1) == Value(100) and wf.get("loss", "LR", node=1) == Value(0)
+    wf.set_node(1)
+    assert "Node 1 \"\" (0,..,1) Markov-time 100" in wf.showinfo()
+    assert "Delay  L->R 100   R->L 0" in wf.showinfo()
+    assert "Delay  L->R 10   R->L 10" in wf.showinfo(0)
+    wf.set_node_name(1, "congested")
+    assert wf.showedges(0).splitlines() == ['Edge 0 ->0  ""->"" weight 50',
+                                            'Edge 0 ->1  ""->"congested" weight 50']
+    assert wf.showcurrent() == 'Current Markov Node 1 "congested" (0,..,1)'
+    wf.close()
+
+
+def test_markov_errors_and_resize():
+    rt, a, b, wf, *_ = rig()
+    with pytest.raises(WireFilterError, match="no Markov node 1"):
+        wf.set("delay", "10[1]")
+    wf.markov_resize(3)
+    wf.set_edge(0, 1, 60)
+    with pytest.raises(WireFilterError, match="add up to 110"):
+        wf.set_edge(0, 2, 50)
+    with pytest.raises(WireFilterError, match="staying"):
+        wf.set_edge(1, 1, 5)
+    with pytest.raises(WireFilterError, match="1..64"):
+        wf.markov_resize(0)
+    with pytest.raises(WireFilterError, match="ms > 0"):
+        wf.set_markov_time(0)
+    wf.set_edge(0, 2, 40)
+    assert wf.edges[0] == [0.0, 60.0, 40.0]
+    wf.set_node(2)
+    wf.markov_resize(2)  # the current node went away: back to node 0
+    assert wf.current == 0 and wf.edges == [[40.0, 60.0], [0.0, 100.0]]
+    wf.markov_resize(1)
+    rt.run()  # one node: no Markov timer left running
+    wf.close()

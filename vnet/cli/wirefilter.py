@@ -8,7 +8,7 @@ Each value flag may repeat with a direction prefix (`-d LR20 -d RL10`). With no
 URL and no -v, the wire runs between stdin/stdout and dpipe's ALTERNATE_STDIN /
 ALTERNATE_STDOUT (LR: stdin -> alternate stdout, RL: alternate stdin -> stdout),
 as wirefilter does. `-M SOCK` opens a control socket with wirefilter's console
-commands (`delay LR 20+5N`, `loss 5`, `showinfo`, ...); talk to it with
+commands (`delay LR 20+5N`, `loss 5`, `showinfo`, Markov mode ...); talk to it with
 `vnet ctl SOCK ...`.
 """
 
@@ -100,7 +100,47 @@ def configure(wf: WireFilter, args: argparse.Namespace) -> None:
         wf.set_fifo(False)
 
 
-RC_COMMANDS = set(PARAMS) | {"band", "capacity", "fifo"}
+def _ints(text: str, n: int, what: str) -> list[str]:
+    parts = [x.strip() for x in text.split(",", n - 1)]
+    if len(parts) != n or not all(parts):
+        raise WireFilterError(f"{what}: expected {n} comma-separated fields, not {text!r}")
+    return parts
+
+
+def _num(text: str, what: str, kind: type = int) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise WireFilterError(f"{what}: {text!r} is not a number") from None
+
+
+def markov_command(wf: WireFilter, cmd: str, arg: str) -> str:
+    """wirefilter's Markov console commands, with its argument syntax."""
+    if cmd == "markov-numnodes":
+        wf.markov_resize(_num(arg, cmd))
+    elif cmd == "markov-setnode":
+        wf.set_node(_num(arg, cmd))
+    elif cmd == "markov-time":
+        wf.set_markov_time(_num(arg, cmd, float))
+    elif cmd == "markov-name":
+        n, _, name = arg.partition(",")
+        wf.set_node_name(_num(n.strip(), cmd), name)
+    elif cmd == "setedge":
+        i, j, w = _ints(arg, 3, cmd)
+        wf.set_edge(_num(i, cmd), _num(j, cmd), _num(w, cmd, float))
+    else:  # pragma: no cover - callers pass known names
+        raise WireFilterError(f"unknown command {cmd!r}")
+    return ""
+
+
+MARKOV_COMMANDS = {
+    "markov-numnodes": ("N", "Markov mode: number of nodes (1 = off)"),
+    "markov-setnode": ("N", "Markov mode: make node N current"),
+    "markov-name": ("N,NAME", "Markov mode: name node N"),
+    "markov-time": ("MS", "Markov mode: period between steps (default 100 ms)"),
+    "setedge": ("N1,N2,W", "Markov mode: P(N1 -> N2) per step in %"),
+}
+RC_COMMANDS = set(PARAMS) | {"band", "capacity", "fifo"} | set(MARKOV_COMMANDS)
 
 
 def load_rcfile(wf: WireFilter, path: str) -> int:
@@ -124,7 +164,10 @@ def load_rcfile(wf: WireFilter, path: str) -> int:
         if not rest:
             raise Fail(f"{path}:{lineno}: {cmd} needs a value, e.g. {cmd} LR 20")
         try:
-            wf.set(cmd, "".join(rest))
+            if cmd in MARKOV_COMMANDS:
+                markov_command(wf, cmd, " ".join(rest))
+            else:
+                wf.set(cmd, "".join(rest))
         except WireFilterError as e:
             raise Fail(f"{path}:{lineno}: {e}") from None
         n += 1
@@ -194,7 +237,40 @@ def make_console(wf: WireFilter, state: dict[str, Any]):
         return ""
 
     console.add("fifo", fifo, "0|1", "1 keeps frames in order, 0 lets jitter reorder them")
-    console.add("showinfo", lambda w: wf.showinfo(), "", "show parameters and counters")
+    def markov(cmd: str):
+        def handler(words: list[str]) -> str:
+            try:
+                return markov_command(wf, cmd, " ".join(words))
+            except WireFilterError as e:
+                raise CommandError(str(e)) from None
+        return handler
+
+    for cmd, (syntax, help_text) in MARKOV_COMMANDS.items():
+        console.add(cmd, markov(cmd), syntax, help_text)
+
+    def node_arg(words: list[str], cmd: str) -> int | None:
+        if not words:
+            return None
+        try:
+            return _num(words[0], cmd)
+        except WireFilterError as e:
+            raise CommandError(str(e)) from None
+
+    def showinfo(words: list[str]) -> str:
+        try:
+            return wf.showinfo(node_arg(words, "showinfo"))
+        except WireFilterError as e:
+            raise CommandError(str(e)) from None
+
+    def showedges(words: list[str]) -> str:
+        try:
+            return wf.showedges(node_arg(words, "showedges"))
+        except WireFilterError as e:
+            raise CommandError(str(e)) from None
+
+    console.add("showinfo", showinfo, "[N]", "show parameters (of Markov node N) and counters")
+    console.add("showedges", showedges, "[N]", "Markov mode: edges out of node N")
+    console.add("showcurrent", lambda w: wf.showcurrent(), "", "Markov mode: the current node")
     console.add("counters", lambda w: wf.counters(), "", "per-direction counters (JSON with --json)")
 
     def capture(words: list[str]) -> str:
@@ -373,7 +449,10 @@ class _NoClock:
     def now(self) -> float:
         return 0.0
 
-    def call_at(self, *a: Any) -> None:
-        raise RuntimeError("not running")
+    def call_at(self, *a: Any) -> _NoClock:
+        return self  # a timer that never fires (the dry run only checks values)
 
     call_later = call_soon = call_at
+
+    def cancel(self) -> None:
+        pass

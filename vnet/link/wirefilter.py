@@ -27,8 +27,9 @@ rounds delays to whole milliseconds).
 Where this differs from vde-2's wirefilter, on purpose: the FIFO rule holds per
 direction (wirefilter keeps one for both), `speed` and `bandwidth` together act
 as two stages in series (wirefilter lets the bandwidth's delay replace the
-speed's), the delay line is bounded even without `chanbufsize` (`max_queue_bytes`,
-`max_queue_frames`), and Markov mode is not implemented.
+speed's), and the delay line is bounded even without `chanbufsize`
+(`max_queue_bytes`, `max_queue_frames`). Markov mode (time-varying parameters)
+is wirefilter's: see `WireFilter.markov_resize`.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def parse_value(text: str, param: str = "value") -> tuple[tuple[str, ...], Value
     """
     s = text.strip()
     if s.endswith("]"):
-        raise WireFilterError(f"{param} {text!r}: Markov nodes ([n]) are not supported")
+        raise WireFilterError(f"{param} {text!r}: a Markov node suffix [n] is not allowed here")
     m = _VALUE_RE.match(s)
     if m is None:
         raise WireFilterError(f"bad {param} value {text!r}: write {SYNTAX}, e.g. 20, 20+5, "
@@ -123,6 +124,17 @@ def parse_value(text: str, param: str = "value") -> tuple[tuple[str, ...], Value
     normal = (dist1 or dist2 or "U").upper() == "N"
     dirs = (prefix.upper(),) if prefix else (LR, RL)
     return dirs, Value(float(v) * mult, float(plus or 0) * mult, normal)
+
+
+_NODE_RE = re.compile(r"^(.*?)\s*\[\s*(\d+)\s*\]$", re.DOTALL)
+
+
+def split_node(text: str) -> tuple[str, int | None]:
+    """`"100+10N[2]"` -> (`"100+10N"`, 2): wirefilter's Markov node suffix; None without one."""
+    m = _NODE_RE.match(text.strip())
+    if m is None:
+        return text, None
+    return m.group(1), int(m.group(2))
 
 
 def canonical(param: str) -> str:
@@ -218,6 +230,12 @@ class Direction:
 
     def set(self, param: str, value: Value) -> None:
         setattr(self, param, value)
+        self._plain = not any(getattr(self, p) for p in PARAMS)
+
+    def apply(self, values: dict[str, Value]) -> None:
+        """Take a whole set of parameters at once (a Markov node change)."""
+        for p, v in values.items():
+            setattr(self, p, v)
         self._plain = not any(getattr(self, p) for p in PARAMS)
 
     def params(self) -> dict[str, str]:
@@ -409,6 +427,8 @@ class Direction:
 
 
 ParamValue = float | int | str | Value | tuple | None
+DEFAULT_MARKOV_TIME = 100.0  # ms between Markov steps, as wirefilter
+MAX_MARKOV_NODES = 64
 
 
 class WireFilter:
@@ -425,6 +445,12 @@ class WireFilter:
     For a wire that owns its ports (the `vnet wirefilter` command, where each port
     is joined to an OS attachment), use `WireFilter.standalone(rt, ...)`: frames
     entering `port_a` go LR and leave by `port_b.send`.
+
+    Markov mode (wirefilter's): `markov_resize(n)` makes n parameter sets
+    ("nodes"); every `markov_time` ms the wire moves from node i to node j with
+    probability `edge(i, j)` % (what is left of 100 % stays). `set(..., node=k)` or
+    a `[k]` suffix (`"100+10N[1]"`) sets node k's values; without one, node 0's,
+    as in wirefilter.
     """
 
     def __init__(self, rt: Runtime, a: Port | None = None, b: Port | None = None, *,
@@ -450,6 +476,15 @@ class WireFilter:
             self.rl = Direction(rt, RL, a.deliver)
             a.attach(self.lr.input)
             b.attach(self.rl.input)
+        # Markov mode: node -> direction -> parameter -> Value; node 0 is the plain wire.
+        self.nodes: list[dict[str, dict[str, Value]]] = [self._blank_node()]
+        self.node_names: list[str] = [""]
+        self.edges: list[list[float]] = [[100.0]]
+        self.current = 0
+        self.markov_time = DEFAULT_MARKOV_TIME
+        self.node_changes = 0
+        self._markov_timer: Timer | None = None
+        self.closed = False
         self.set_fifo(fifo)
         for param, value in params.items():
             if value is not None:
@@ -481,7 +516,8 @@ class WireFilter:
 
     # ---- live configuration --------------------------------------------------------------
 
-    def set(self, param: str, value: ParamValue, direction: str | None = None) -> None:
+    def set(self, param: str, value: ParamValue, direction: str | None = None,
+            node: int | None = None) -> None:
         """Set a parameter (now, while frames flow). `value` as in the constructor."""
         if param.lower() in ("fifo", "nofifo"):
             on = _truthy(value)
@@ -491,13 +527,18 @@ class WireFilter:
         if isinstance(value, tuple):
             if len(value) != 2 or direction is not None:
                 raise WireFilterError(f"{name}: a pair means (LR, RL); give exactly two values")
-            self.set(name, value[0], LR)
-            self.set(name, value[1], RL)
+            self.set(name, value[0], LR, node)
+            self.set(name, value[1], RL, node)
             return
         if isinstance(value, Value):
             dirs, v = (LR, RL), value
         elif isinstance(value, str):
-            dirs, v = parse_value(value, name)
+            text, suffix = split_node(value)
+            if suffix is not None:
+                if node is not None and node != suffix:
+                    raise WireFilterError(f"{name}: value says node [{suffix}] but node={node} given")
+                node = suffix
+            dirs, v = parse_value(text, name)
         elif isinstance(value, int | float) and not isinstance(value, bool):
             if not math.isfinite(value):
                 raise WireFilterError(f"{name} must be a finite number, not {value}")
@@ -509,36 +550,155 @@ class WireFilter:
             if len(dirs) == 1 and dirs[0] != direction.upper():
                 raise WireFilterError(f"{name}: value says {dirs[0]} but direction {direction} given")
             dirs = tuple(d.name for d in self.directions(direction))
+        n = 0 if node is None else self._node(node)
         for d in dirs:
-            (self.lr if d == LR else self.rl).set(name, Value(v.value, v.plus, v.normal))
+            self.nodes[n][d][name] = Value(v.value, v.plus, v.normal)
+            if n == self.current:
+                (self.lr if d == LR else self.rl).set(name, self.nodes[n][d][name])
 
     def set_fifo(self, on: bool) -> None:
         self.lr.fifo = self.rl.fifo = bool(on)
 
-    def get(self, param: str, direction: str = LR) -> Value:
-        return getattr(self.directions(direction)[0], canonical(param))
+    def get(self, param: str, direction: str = LR, node: int | None = None) -> Value:
+        d = self.directions(direction)[0]
+        if node is None:
+            return getattr(d, canonical(param))
+        return self.nodes[self._node(node)][d.name][canonical(param)]
+
+    # ---- Markov mode -----------------------------------------------------------------------
+
+    @staticmethod
+    def _blank_node() -> dict[str, dict[str, Value]]:
+        return {LR: {p: Value() for p in PARAMS}, RL: {p: Value() for p in PARAMS}}
+
+    def _node(self, n: int) -> int:
+        if not 0 <= n < len(self.nodes):
+            raise WireFilterError(f"no Markov node {n}: nodes are 0..{len(self.nodes) - 1} "
+                                  f"(markov-numnodes sets how many)")
+        return n
+
+    def markov_resize(self, n: int) -> None:
+        """Have n nodes (new ones start with every parameter 0); n = 1 turns Markov mode off."""
+        if not 1 <= n <= MAX_MARKOV_NODES:
+            raise WireFilterError(f"markov-numnodes {n}: use 1..{MAX_MARKOV_NODES}")
+        old = len(self.nodes)
+        if n > old:
+            self.nodes += [self._blank_node() for _ in range(n - old)]
+            self.node_names += [""] * (n - old)
+        else:
+            del self.nodes[n:]
+            del self.node_names[n:]
+        edges = [[0.0] * n for _ in range(n)]
+        for i in range(min(n, old)):
+            for j in range(min(n, old)):
+                if i != j:
+                    edges[i][j] = self.edges[i][j]
+        self.edges = edges
+        for i in range(n):
+            self._rebalance(i)
+        if self.current >= n:
+            self.set_node(0)
+        self._restart_markov()
+
+    def _rebalance(self, i: int) -> None:
+        self.edges[i][i] = 100.0 - sum(w for j, w in enumerate(self.edges[i]) if j != i)
+
+    def set_edge(self, i: int, j: int, weight: float) -> None:
+        """P(node i -> node j) per step, in %; the rest of 100 % is staying at i."""
+        self._node(i)
+        self._node(j)
+        if i == j:
+            raise WireFilterError("setedge: the weight of staying (i,i) is what the others leave "
+                                  "of 100; set edges to other nodes")
+        if not 0.0 <= weight <= 100.0 or not math.isfinite(weight):
+            raise WireFilterError(f"setedge: weight {weight:g} is not a percentage (0..100)")
+        others = sum(w for k, w in enumerate(self.edges[i]) if k not in (i, j))
+        if others + weight > 100.0 + 1e-9:
+            raise WireFilterError(f"setedge: edges out of node {i} would add up to "
+                                  f"{others + weight:g} % (max 100)")
+        self.edges[i][j] = float(weight)
+        self._rebalance(i)
+
+    def set_node(self, n: int) -> None:
+        """Make node n current (its parameters apply at once)."""
+        self._node(n)
+        if n != self.current:
+            self.node_changes += 1
+        self.current = n
+        self.lr.apply(self.nodes[n][LR])
+        self.rl.apply(self.nodes[n][RL])
+
+    def set_markov_time(self, ms: float) -> None:
+        if not ms > 0 or not math.isfinite(ms):
+            raise WireFilterError(f"markov-time {ms:g}: give a period in ms > 0")
+        self.markov_time = float(ms)
+        self._restart_markov()
+
+    def set_node_name(self, n: int, name: str) -> None:
+        self.node_names[self._node(n)] = name.strip()
+
+    def _restart_markov(self) -> None:
+        if self._markov_timer is not None:
+            self._markov_timer.cancel()
+            self._markov_timer = None
+        if len(self.nodes) > 1 and not self.closed:
+            self._markov_timer = self.rt.call_later(self.markov_time / 1000.0, self._markov_step)
+
+    def _markov_step(self) -> None:
+        i = self.current
+        n = len(self.nodes)
+        draw = self.rt.rng.random() * 100.0
+        k = i
+        for j in range(n):  # from i itself onwards, as wirefilter walks its row
+            k = (i + j) % n
+            w = self.edges[i][k]
+            if draw <= w:
+                break
+            draw -= w
+        if k != i:
+            self.set_node(k)
+        self._markov_timer = self.rt.call_later(self.markov_time / 1000.0, self._markov_step)
+
+    def showedges(self, n: int | None = None) -> str:
+        i = self.current if n is None else self._node(n)
+        names = self.node_names
+        return "\n".join(f"Edge {i:<2d}->{j:<2d} \"{names[i]}\"->\"{names[j]}\" weight {w:g}"
+                         for j, w in enumerate(self.edges[i]) if w)
+
+    def showcurrent(self) -> str:
+        return (f"Current Markov Node {self.current} \"{self.node_names[self.current]}\" "
+                f"(0,..,{len(self.nodes) - 1})")
 
     # ---- reporting -----------------------------------------------------------------------
 
-    def counters(self) -> dict[str, dict[str, Any]]:
-        return {LR: self.lr.counters(), RL: self.rl.counters()}
+    def counters(self) -> dict[str, Any]:
+        out: dict[str, Any] = {LR: self.lr.counters(), RL: self.rl.counters()}
+        if len(self.nodes) > 1:
+            out["markov"] = {"node": self.current, "nodes": len(self.nodes),
+                             "changes": self.node_changes}
+        return out
 
     def params(self) -> dict[str, dict[str, str]]:
         return {LR: self.lr.params(), RL: self.rl.params()}
 
-    def showinfo(self) -> str:
+    def showinfo(self, node: int | None = None) -> str:
         """Parameters in the layout of wirefilter's `showinfo`, then our counters."""
-        lr, rl = self.lr, self.rl
+        n = self.current if node is None else self._node(node)
+        lr, rl = self.nodes[n][LR], self.nodes[n][RL]
         rows = [("Loss  ", "loss"), ("Lburst", "lostburst"), ("Delay ", "delay"), ("Dup   ", "dup"),
                 ("Bandw ", "bandwidth"), ("Speed ", "speed"), ("Noise ", "noise"),
                 ("MTU   ", "mtu"), ("Cap.  ", "chanbufsize")]
         lines = ["WireFilter: bidirectional"]
+        if len(self.nodes) > 1:
+            lines.append(f"Node {n} \"{self.node_names[n]}\" (0,..,{len(self.nodes) - 1}) "
+                         f"Markov-time {self.markov_time:g}")
         for label, p in rows:
-            lines.append(f"{label} L->R {getattr(lr, p)}   R->L {getattr(rl, p)}")
-        lines.append(f"Current Delay Queue size:   L->R {lr.queued_bytes}      R->L {rl.queued_bytes}")
-        lines.append(f"Fifoness {'TRUE' if lr.fifo else 'FALSE'}")
-        lines.append(f"Waiting packets in delay queues {lr.queued_frames + rl.queued_frames}")
-        for d in (lr, rl):
+            lines.append(f"{label} L->R {lr[p]}   R->L {rl[p]}")
+        a, b = self.lr, self.rl
+        lines.append(f"Current Delay Queue size:   L->R {a.queued_bytes}      R->L {b.queued_bytes}")
+        lines.append(f"Fifoness {'TRUE' if a.fifo else 'FALSE'}")
+        lines.append(f"Waiting packets in delay queues {a.queued_frames + b.queued_frames}")
+        for d in (a, b):
             c = d.counters()
             ds = d.delay_stats
             lines.append(
@@ -560,6 +720,10 @@ class WireFilter:
 
     def close(self) -> None:
         """Stop: frames in flight are discarded, the ports are let go."""
+        self.closed = True
+        if self._markov_timer is not None:
+            self._markov_timer.cancel()
+            self._markov_timer = None
         self.lr.close()
         self.rl.close()
         if not self._owned:
