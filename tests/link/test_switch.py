@@ -134,3 +134,41 @@ def test_sim_link_rate_queue():
     rt.run()
     assert len(got) == 5 and link.ab.queue_drops == 5
     assert abs(got[-1] - 0.5) < 1e-9
+
+
+def test_hub_toggled_live_and_back():
+    rt, sw, (a, b, c) = make()
+    b.port.send(frame(A, B))
+    a.port.send(frame(B, A))  # learned: only b
+    assert len(c.got) == 1  # the first flood
+    sw.hub = True
+    a.port.send(frame(B, A))
+    assert len(c.got) == 2
+    sw.hub = False
+    a.port.send(frame(B, A))
+    assert len(c.got) == 2
+
+
+def test_fast_path_respects_stp_state_and_vlan_changes():
+    from vnet.link.switch import BLOCKING, FORWARDING
+
+    rt, sw, (a, b, c) = make()
+    b.port.send(frame(A, B))
+    sw.set_port_state(2, BLOCKING)
+    a.port.send(frame(B, A))
+    assert b.got == [] or all(f[6:12] != A for f in b.got)
+    sw.set_port_state(2, FORWARDING)
+    b.port.send(frame(A, B))
+    sw.vlan_create(5)
+    sw.set_port_vlan(2, 5)  # b moves to VLAN 5: unreachable from VLAN 0
+    before = len(b.got)
+    a.port.send(frame(B, A))
+    assert len(b.got) == before
+
+
+def test_unicast_to_own_port_is_filtered():
+    rt, sw, (a, b, c) = make()
+    a.port.send(frame(eth.BROADCAST, A))
+    a.port.send(frame(eth.BROADCAST, B))  # B now "on" port 1 too? no: B learned on port 1
+    a.port.send(frame(B, A))
+    assert sw.port(1).filtered == 1

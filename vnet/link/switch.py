@@ -41,7 +41,7 @@ class SwitchPort:
     """Per-port switch state. `port` is the Port the outside world attaches to."""
 
     __slots__ = ("index", "port", "untagged", "tagged", "state", "rx_short", "rx_oversize",
-                 "rx_vlan_drop", "filtered", "tx_unknown_vlan", "__weakref__")
+                 "rx_vlan_drop", "filtered", "tx_unknown_vlan", "fast", "__weakref__")
 
     def __init__(self, index: int, port: Port) -> None:
         self.index = index
@@ -54,6 +54,7 @@ class SwitchPort:
         self.rx_vlan_drop = 0
         self.filtered = 0  # unicast whose destination is on the ingress port
         self.tx_unknown_vlan = 0
+        self.fast = True  # forwarding with untagged VLAN 0: the common case, see Switch._input
 
     def counters(self) -> dict[str, int]:
         c = self.port.counters()
@@ -73,13 +74,14 @@ class Switch:
         self.rt = rt
         self.name = name
         self.numports = numports
-        self.hub = hub
+        self._hub = hub
         self.mtu = mtu
         self.max_frame = mtu + 18  # Ethernet header + one 802.1Q tag
         self.mac = mac if mac is not None else random_mac(bytes(rt.rng.getrandbits(8) for _ in range(6)))
         self.table = MacTable(mac_table_size, expire, min_persistence)
         self.table.tick = rt.now()
         self.ports: dict[int, SwitchPort] = {}
+        self._by_index: list[SwitchPort | None] = [None] * (numports + 1)
         self.vlans: set[int] = {0}
         self._members: dict[int, list[SwitchPort]] = {0: []}  # VLAN -> ports that carry it
         self._all: list[SwitchPort] = []  # for hub mode
@@ -89,6 +91,15 @@ class Switch:
         self.drops_oversize = 0
         self.on_port_change: list[Callable[[int, bool], None]] = []
         self._gc_timer: Timer | None = rt.call_later(gc_interval, self._gc)
+
+    @property
+    def hub(self) -> bool:
+        return self._hub
+
+    @hub.setter
+    def hub(self, on: bool) -> None:
+        self._hub = bool(on)
+        self._rebuild()
 
     # ---- ports -------------------------------------------------------------------------
 
@@ -144,6 +155,11 @@ class Switch:
                     members[v].append(rec)
         self._members = members
         self._all = sorted(self.ports.values(), key=lambda r: r.index)
+        by_index: list[SwitchPort | None] = [None] * (self.numports + 1)
+        for rec in self._all:
+            by_index[rec.index] = rec
+            rec.fast = rec.state == FORWARDING and rec.untagged == 0 and not self._hub
+        self._by_index = by_index
 
     # ---- VLANs (vde_switch's vlan/ and port/setvlan commands) ---------------------------
 
@@ -197,6 +213,7 @@ class Switch:
         rec = self.ports.get(index)
         if rec is not None and rec.state != state:
             rec.state = state
+            rec.fast = state == FORWARDING and rec.untagged == 0 and not self._hub
             if state < LEARNING:
                 self.table.flush_port(index)
 
@@ -219,10 +236,41 @@ class Switch:
     # ---- forwarding ---------------------------------------------------------------------------
 
     def _input(self, rec: SwitchPort, frame: bytes) -> None:
+        """Fast path: an untagged unicast frame between two plain forwarding VLAN-0 ports."""
         port = rec.port
         n = len(frame)
         port.rx_frames += 1
         port.rx_bytes += n
+        if rec.fast and 14 <= n <= self.max_frame and frame[12:14] != _TPID and not frame[0] & 1:
+            table = self.table
+            entries = table.entries
+            if not frame[6] & 1:
+                src = frame[6:12]
+                e = entries.get(src)
+                if e is not None and e[0] == rec.index:
+                    e[1] = table.tick
+                else:
+                    table.learn(src, rec.index)
+            e = entries.get(frame[0:6])
+            if e is not None:
+                out = self._by_index[e[0]]
+                if out is not None and out.fast:
+                    if out is rec:
+                        rec.filtered += 1
+                        return
+                    op = out.port
+                    op.tx_frames += 1
+                    op.tx_bytes += n
+                    op.transmit(frame)
+                    return
+        self._input_slow(rec, frame, n)
+
+    def _input_slow(self, rec: SwitchPort, frame: bytes, n: int) -> None:
+        """Everything else: bad sizes, hub mode, STP states and BPDUs, VLAN tags, flooding.
+
+        A frame that took the fast path up to its lookup may be learned twice here,
+        which is harmless (the second learn only refreshes the entry)."""
+        port = rec.port
         if n < 14:
             rec.rx_short += 1
             port.rx_dropped += 1
@@ -233,7 +281,7 @@ class Switch:
             port.rx_dropped += 1
             self.drops_oversize += 1
             return
-        if self.hub:
+        if self._hub:
             for out in self._all:
                 if out is not rec:
                     op = out.port
