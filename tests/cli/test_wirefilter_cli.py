@@ -267,6 +267,8 @@ def test_debian_wirefilter_same_parameters(net):
     (["-v", "/nonexistent-vnet/a:/nonexistent-vnet/b"], "no VDE switch"),
     (["-d", "10", "bogus-url", "vde:///b"], "not an attachment URL"),
     (["-f", "/nonexistent-vnet/rc", "vde:///a", "vde:///b"], "cannot read"),
+    (["--bogus", "vde:///a", "vde:///b"], "unrecognized arguments: --bogus"),
+    (["-d"], "expected one argument"),
     (["-f", "BADRC", "vde:///a", "vde:///b"], "BADRC:2: unknown command 'jitter'"),
     (["-f", "BADRC2", "vde:///a", "vde:///b"], "BADRC2:1: bad delay value '5s'"),
     (["--mgmtmode", "9x", "-M", "/tmp/x", "udp://1:127.0.0.1:2", "udp://3:127.0.0.1:4"],

@@ -61,6 +61,16 @@ class _Parser(argparse.ArgumentParser):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.error = _Parser.error.__get__(p)  # type: ignore[method-assign]
+    known = p.parse_known_args
+
+    def strict(args: Any = None, namespace: Any = None) -> Any:
+        # Unknown flags would otherwise be reported by `vnet`'s own parser with a usage block.
+        ns, extras = known(args, namespace)
+        if extras:
+            p.error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns, extras
+
+    p.parse_known_args = strict  # type: ignore[method-assign]
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = (f"VALUE syntax: {SYNTAX}; K/M/G = 2^10/2^20/2^30; U uniform (default) or N normal "
                 "jitter (sigma = JITTER/3); LR = first URL to second, RL = back.")
