@@ -394,6 +394,15 @@ def test_console_over_mgmt_socket(tmp_path, procs):
         assert "is not in use" in await actl("port/setvlan", "5", "10", ok=False)
         assert "does not exist" in await actl("vlan/addport", "99", "3", ok=False)
         assert "spanning tree is off" in await actl("stp/print", ok=False)
+        assert "cannot open capture file" in await actl("pcap/start", "/nonexistent/x.pcap",
+                                                        ok=False)
+        c2 = await connect(rt, Port(), str(d), want=2)  # a second endpoint on port 2
+        out = await actl("port/print", "2")
+        ids = [int(w) for w in out.split() if w.isdigit() and len(w) == 4][1:]
+        assert len(ids) == 2, out
+        await actl("port/epclose", "2", str(ids[1]))
+        await asyncio.wait_for(c2.wait_closed(), 10)
+        assert "no endpoint" in await actl("port/epclose", "2", "9999", ok=False)
         cap = tmp_path / "cap.pcap"
         await actl("pcap/start", str(cap))
         pa.send(frame(BCAST, A, 80))
@@ -405,3 +414,36 @@ def test_console_over_mgmt_socket(tmp_path, procs):
         a.close()
 
     run(main)
+
+
+def test_tap_port_and_pcap_with_vde_plug2tap_and_tshark(tmp_path, procs, netns_factory):
+    """`-t`/`--port tap://` and `--pcap`: a kernel TAP (vnet's) and vde_plug2tap's ping, captured."""
+    need_tool("vde_plug2tap", "ping", "tshark")
+    ns1, ns2 = netns_factory("vdt"), netns_factory("vdt")
+    t1, t2 = f"vt{uuid.uuid4().hex[:8]}", f"vu{uuid.uuid4().hex[:8]}"
+    d, mgmt, cap = tmp_path / "sw", tmp_path / "mgmt", tmp_path / "sw.pcapng"
+    vnet_switch(procs, d, "-M", str(mgmt), "--pcap", str(cap),
+                "--port", f"tap://{t1}?netns={ns1.name}")
+    procs.start(["ip", "netns", "exec", ns2.name, "vde_plug2tap", "-s", str(d), t2])
+    end = time.monotonic() + 10
+    while ns2.run("ip", "link", "show", t2, check=False).returncode != 0:
+        assert time.monotonic() < end, "vde_plug2tap did not create its TAP"
+        time.sleep(0.05)
+    ns1.run("ip", "addr", "add", "10.78.0.1/24", "dev", t1)
+    ns2.run("ip", "addr", "add", "10.78.0.2/24", "dev", t2)
+    ns2.run("ip", "link", "set", t2, "up")
+    r = ns1.run("ping", "-c", "3", "-i", "0.2", "-W", "2", "10.78.0.2", check=False)
+    assert r.returncode == 0 and " 0% packet loss" in r.stdout, r.stdout + r.stderr
+    out = subprocess.run(vnet_cmd("ctl", str(mgmt), "port/print"), capture_output=True,
+                         text=True, timeout=10).stdout
+    assert f"tap://{t1}" in out and ": vde_plug2tap: user=" in out, out
+    subprocess.run(vnet_cmd("ctl", str(mgmt), "pcap/stop"), check=True, capture_output=True,
+                   timeout=10)
+    t = subprocess.run(["tshark", "-r", str(cap), "-Y", "icmp", "-T", "fields", "-e", "icmp.type"],
+                       capture_output=True, text=True, timeout=30)
+    types = t.stdout.split()
+    # each echo request/reply is seen entering one port and leaving the other
+    assert types.count("8") >= 6 and types.count("0") >= 6, t.stdout + t.stderr
+    m = subprocess.run(["tshark", "-r", str(cap), "-Y", "_ws.malformed"], capture_output=True,
+                       text=True, timeout=30)
+    assert m.stdout.strip() == "", m.stdout

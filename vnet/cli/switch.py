@@ -139,9 +139,10 @@ class SwitchDaemon:
             await self.attach(url)
         console = Console(banner="vnet switch")
         from vnet.cli.switch_console import SwitchConsole
-        SwitchConsole(console, sw, self.server, shutdown=self.request_stop,
-                      pcap_start=self.start_pcap, pcap_stop=self.stop_pcap,
-                      remove_attachment=self.remove_attachment)
+        sc = SwitchConsole(console, sw, self.server, shutdown=self.request_stop,
+                           pcap_start=self.start_pcap, pcap_stop=self.stop_pcap,
+                           remove_attachment=self.remove_attachment)
+        sc.pcap_file = a.pcap  # --pcap is stopped and restarted by pcap/stop, pcap/start
         self.console = console
         if a.mgmt:
             self.control = ControlServer(console, a.mgmt, a.mgmtmode, a.mgmtgroup)

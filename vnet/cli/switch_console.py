@@ -290,7 +290,10 @@ class SwitchConsole:
         if self.pcap_file:
             raise CommandError(f"already capturing to {self.pcap_file}: pcap/stop first",
                                errno.EBUSY)
-        self.pcap_start(path)
+        try:
+            self.pcap_start(path)
+        except Exception as e:  # noqa: BLE001 - e.g. the file cannot be opened: say so
+            raise CommandError(str(e), errno.EIO) from None
         self.pcap_file = path
         return f"capturing to {path}"
 
