@@ -6,6 +6,12 @@ packets with another VNI, without the I flag or too short are counted and
 dropped. Frames leave towards REMOTE:PORT - always the configured port, never
 the source port of what we received (that is only flow entropy).
 
+A multicast REMOTE (e.g. 239.1.1.1, like `ip link add ... type vxlan group
+239.1.1.1` or vdeplug4's `vxlan://239.0.0.1`) joins that group on LPORT (on
+interface `dev=IF`, from `local=`) and sends every frame to it with TTL `ttl=`
+(default 1 for multicast, 64 otherwise); our own packets are not looped back.
+There is no per-MAC learning of remote VTEPs: all frames go to REMOTE.
+
 Source ports: RFC 7348 recommends a hash of the inner headers in 49152-65535
 so ECMP spreads flows. Over IPv4 with CAP_NET_RAW we send through an
 IPPROTO_RAW socket (send-only, never queues received packets), building the
@@ -54,13 +60,14 @@ def src_port(frame: bytes) -> int:
 class VxlanAttachment:
     def __init__(self, rt: AsyncioRuntime, port: Port, sock: socket.socket,
                  raw: socket.socket | None, remote: tuple[str, int], local_ip: str,
-                 vni: int) -> None:
+                 vni: int, ttl: int = 64) -> None:
         self.rt = rt
         self.port = port
         self.sock = sock
         self.raw = raw
         self.remote = remote
         self.vni = vni
+        self.ttl = ttl
         self.address = sock.getsockname()
         self.entropy = raw is not None
         self.rx_wrong_vni = 0
@@ -106,7 +113,7 @@ class VxlanAttachment:
 
     def _send_raw(self, frame: bytes) -> None:
         n = len(frame)
-        head = _IP_UDP_VX.pack(0x45, 0, 36 + n, 0, 0, 64, 17, 0, self._local4, self._remote4,
+        head = _IP_UDP_VX.pack(0x45, 0, 36 + n, 0, 0, self.ttl, 17, 0, self._local4, self._remote4,
                                src_port(frame), self.remote[1], 16 + n, 0, self._hdr)
         try:
             self.raw.sendmsg((head, frame), (), 0, (self.remote[0], 0))  # type: ignore[union-attr]
@@ -144,29 +151,59 @@ def _int_opt(url: AttachUrl, key: str, default: int, hi: int) -> int:
     return n
 
 
-def _open_sockets(local: str, lport: int, remote_ip: str, v6: bool,
-                  raw_wanted: bool) -> tuple[socket.socket, socket.socket | None]:
+def _open_sockets(local: str, lport: int, remote_ip: str, v6: bool, raw_wanted: bool,
+                  ttl: int, dev: str | None) -> tuple[socket.socket, socket.socket | None]:
     family = socket.AF_INET6 if v6 else socket.AF_INET
+    multicast = ipaddress.ip_address(remote_ip).is_multicast
+    ifindex = socket.if_nametoindex(dev) if dev else 0
     sock = socket.socket(family, socket.SOCK_DGRAM)
+    raw: socket.socket | None = None
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
-        sock.bind((local, lport))
+        if multicast:
+            # Packets to the group are not addressed to LOCAL: bind the port on any address.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("::" if v6 else "", lport))
+            if v6:
+                mreq6 = socket.inet_pton(socket.AF_INET6, remote_ip) + struct.pack("@I", ifindex)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq6)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+                if ifindex:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+            else:
+                mreqn = (socket.inet_aton(remote_ip) + socket.inet_aton(local or "0.0.0.0")
+                         + struct.pack("@i", ifindex))
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)  # ip_mreqn
+        else:
+            sock.bind((local, lport))
+        if raw_wanted and not v6:
+            try:
+                raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            except PermissionError:
+                raw = None
+            if raw is not None:
+                raw.setblocking(False)
+                if multicast:
+                    raw.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+                    raw.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
+                                   socket.inet_aton(local or "0.0.0.0")
+                                   + socket.inet_aton(local or "0.0.0.0")
+                                   + struct.pack("@i", ifindex))
     except OSError:
         sock.close()
+        if raw is not None:
+            raw.close()
         raise
-    raw: socket.socket | None = None
-    if raw_wanted and not v6:
-        try:
-            raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-            raw.setblocking(False)
-        except PermissionError:
-            raw = None
     return sock, raw
 
 
 async def open_url(url: AttachUrl, port: Port, rt: AsyncioRuntime) -> VxlanAttachment:
-    known = {"vni", "local", "lport", "netns", "entropy"}
+    known = {"vni", "local", "lport", "netns", "entropy", "ttl", "dev"}
     bad = set(url.options) - known
     if bad:
         raise UrlError(f"{url.raw}: unknown option(s) {', '.join(sorted(bad))}; "
@@ -194,12 +231,18 @@ async def open_url(url: AttachUrl, port: Port, rt: AsyncioRuntime) -> VxlanAttac
             raise UrlError(f"{url.raw}: local {local} and remote {remote_ip} "
                            f"are not the same IP version")
     entropy = url.options.get("entropy", "1") not in ("0", "no", "off", "false")
+    multicast = ipaddress.ip_address(remote_ip).is_multicast
+    ttl = _int_opt(url, "ttl", 1 if multicast else 64, 255)
+    dev = url.options.get("dev") or None
     try:
         sock, raw = in_netns(url.options.get("netns"),
-                             lambda: _open_sockets(local, lport, remote_ip, v6, entropy))
+                             lambda: _open_sockets(local, lport, remote_ip, v6, entropy, ttl, dev))
     except OSError as e:
+        if dev and e.errno in (None, errno.ENODEV, errno.ENXIO):
+            raise UrlError(f"{url.raw}: no interface {dev!r} here (see `ip link`)") from None
         hint = (" (a Linux vxlan device or another VTEP uses it here: choose lport=, "
                 "or another namespace)") if e.errno == errno.EADDRINUSE else ""
-        raise UrlError(f"{url.raw}: cannot bind UDP {local or '*'} port {lport}: "
-                       f"{e.strerror}{hint}") from None
-    return VxlanAttachment(rt, port, sock, raw, (remote_ip, rport), local, vni)
+        raise UrlError(f"{url.raw}: cannot bind UDP {local or '*'} port {lport}"
+                       f"{' / join ' + remote_ip if multicast else ''}: "
+                       f"{e.strerror or e}{hint}") from None
+    return VxlanAttachment(rt, port, sock, raw, (remote_ip, rport), local, vni, ttl)
