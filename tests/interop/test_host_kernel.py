@@ -250,13 +250,28 @@ def test_packet_too_big_honoured_both_ways(netns_factory):
             await sh(ns_far, "ip", "addr", "add", "fd6a::2/64", "dev", vb, "nodad")
             await sh(ns_far, "ip", "link", "set", vb, "up")
             await sh(ns_far, "ip", "-6", "route", "add", "default", "via", "fd6a::1")
+            await sh(ns_r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            await sh(ns_r, "ip", "addr", "add", "10.69.0.1/24", "dev", tap)
+            await sh(ns_r, "ip", "addr", "add", "10.6.10.1/24", "dev", va)
+            await sh(ns_far, "ip", "addr", "add", "10.6.10.2/24", "dev", vb)
+            await sh(ns_far, "ip", "route", "add", "default", "via", "10.6.10.1")
             host.add_address("eth0", "fd69::2/64")
             host.add_route("::/0", via="fd69::1")
+            host.add_address("eth0", "10.69.0.2/24")
+            host.add_route("0.0.0.0/0", via="10.69.0.1")
             await asyncio.sleep(0.5)
             assert await vping(rt, host, "fd6a::2", 1400, tries=4) == 1400
             assert host.stats["pmtu_updates"] >= 1
             assert host.path_mtu("fd6a::2") == 1280
             assert host.stats["ip6_frag_tx"] >= 2
+            # IPv4: a TCP-sized datagram goes out with DF; Linux answers Fragmentation Needed
+            errs: list[tuple[int, int]] = []
+            host.register_error_handler(6, lambda m, t, c, q: errs.append((t, c)))
+            seg = bytes(20) + bytes(1400)
+            assert await vping(rt, host, "10.6.10.2") == 56  # resolve the first hop
+            assert host.ip_send("10.6.10.2", 6, seg)
+            assert await wait_for(lambda: errs, 3.0) == [(3, 4)]
+            assert host.path_mtu("10.6.10.2") == 1280
         finally:
             att.close()
 
@@ -290,6 +305,21 @@ def test_packet_too_big_honoured_both_ways(netns_factory):
             rc, out2 = await sh(ns_a, "ping", "-6", "-M", "want", "-c", "2", "-i", "0.5", "-W", "2",
                                 "-s", "1400", "fd6c::2")
             assert "bytes from fd6c::2" in out + out2, out + out2 + cache
+            # IPv4 with DF: our router answers Fragmentation Needed and Linux records the MTU
+            r.add_address("eth0", "10.6.11.1/24")
+            r.add_address("eth1", "10.6.12.1/24")
+            await sh(ns_a, "ip", "addr", "add", "10.6.11.2/24", "dev", ta)
+            await sh(ns_a, "ip", "route", "add", "default", "via", "10.6.11.1")
+            await sh(ns_b, "ip", "addr", "add", "10.6.12.2/24", "dev", tb)
+            await sh(ns_b, "ip", "route", "add", "default", "via", "10.6.12.1")
+            rc, out = await sh(ns_a, "ping", "-M", "do", "-c", "2", "-i", "0.5", "-W", "2",
+                               "-s", "1400", "10.6.12.2")
+            assert r.stats["ip4_fwd_too_big"] >= 1, dict(r.stats)
+            rc, cache = await sh(ns_a, "ip", "route", "get", "10.6.12.2")
+            assert "mtu 1280" in cache, cache + out
+            rc, out = await sh(ns_a, "ping", "-M", "want", "-c", "1", "-W", "2", "-s", "1400",
+                               "10.6.12.2")
+            assert rc == 0, out
         finally:
             a0.close()
             a1.close()

@@ -66,10 +66,7 @@ class AddrConf:
         addr = LL_PREFIX + self.stable_iid(iface, LL_PREFIX, counter)
         a = Addr6(ipaddress.IPv6Address(addr), 64, TENTATIVE, LINK_LOCAL)
         a.dad_counter = counter
-        self._install6(iface, a)
-        if not any(r.plen == 64 and r.network >> 64 == 0xFE80000000000000 and r.iface is iface
-                   for r in self.routes6):
-            pass  # link-local destinations are routed by scope, not by the table
+        self._install6(iface, a)  # link-local destinations are routed by scope, not by table
         self._start_dad(iface, a, first=True)
 
     def _add_addr6(self: Any, iface: Interface, ifa: ipaddress.IPv6Interface,

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vnet.stack.interface import (
     DUPLICATE,
-    LINK_LOCAL,
     OPTIMISTIC,
     TENTATIVE,
     Addr6,
@@ -23,9 +22,6 @@ from vnet.stack.meta import IpMeta
 from vnet.stack.neighbor import INCOMPLETE, NeighborCache
 from vnet.wire import icmp6, ipv6
 from vnet.wire.errors import WireError
-
-if TYPE_CHECKING:
-    pass
 
 _ET = b"\x86\xdd"
 UNSPEC = b"\x00" * 16
@@ -675,5 +671,3 @@ class IPv6Layer:
             if n is not None:
                 n.is_router = True
 
-
-__all__ = ["IPv6Layer", "ALL_NODES", "ALL_ROUTERS", "LINK_LOCAL"]
