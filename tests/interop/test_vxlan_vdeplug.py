@@ -106,3 +106,32 @@ def test_vnet_vtep_with_linux_vxlan_group(netns_factory):
             sw.close()
 
     run(main)
+
+
+def test_two_vnet_vteps_over_ipv6_multicast(netns_factory):
+    a, b, va, vb = pair(netns_factory)
+    for ns, dev, ip in ((a, va, "2001:db8::1/64"), (b, vb, "2001:db8::2/64")):
+        ns.run("ip", "-6", "addr", "add", ip, "dev", dev, "nodad")
+
+    async def main(rt: AsyncioRuntime) -> None:
+        pa, pb = Port("a"), Port("b")
+        ga: list[bytes] = []
+        gb: list[bytes] = []
+        pa.receive, pb.receive = ga.append, gb.append
+        xa = await attach(f"vxlan://[ff05::4242]?vni=9&dev={va}&netns={a.name}", pa, rt)
+        xb = await attach(f"vxlan://[ff05::4242]?vni=9&dev={vb}&netns={b.name}", pb, rt)
+        try:
+            k = 0
+            while not gb:  # until both have joined
+                pa.send(frame(B, A, 64, k))
+                k += 1
+                await asyncio.sleep(0.05)
+                assert k < 100, "nothing crossed IPv6 multicast"
+            pb.send(frame(A, B, 1000, 1))
+            await until(lambda: len(ga) == 1)
+            assert ga == [frame(A, B, 1000, 1)] and gb[0][:12] == B + A
+        finally:
+            xa.close()
+            xb.close()
+
+    run(main)

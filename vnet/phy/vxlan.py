@@ -212,7 +212,9 @@ async def open_url(url: AttachUrl, port: Port, rt: AsyncioRuntime) -> VxlanAttac
         raise UrlError(f"{url.raw}: give the VXLAN network id, e.g. vxlan://192.0.2.2?vni=42")
     vni = _int_opt(url, "vni", 1, (1 << 24) - 1)
     lport = _int_opt(url, "lport", vxlan.PORT, 65535)
-    host, rport = split_host_port(url.target, "vxlan", url.raw, default_port=vxlan.PORT)
+    # A bare `[v6addr]` was taken for vdeplug4's bracket suffix by parse_url: put it back.
+    target = url.target + (f"[{url.bracket}]" if url.bracket else "")
+    host, rport = split_host_port(target, "vxlan", url.raw, default_port=vxlan.PORT)
     try:
         remote_ip = str(ipaddress.ip_address(host))
     except ValueError:
