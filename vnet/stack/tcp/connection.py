@@ -412,9 +412,13 @@ class Connection:
             w = min((edge - nxt) >> sh, 0xFFFF)
             self.rcv_adv = nxt + (w << sh)
             return w
-        if adv < nxt:
-            self.rcv_adv = adv = nxt
-        return (adv - nxt + (1 << self.rcv_wscale) - 1) >> self.rcv_wscale if adv > nxt else 0
+        if adv <= nxt:
+            self.rcv_adv = nxt
+            return 0
+        sh = self.rcv_wscale
+        w = min((adv - nxt + (1 << sh) - 1) >> sh, 0xFFFF)
+        self.rcv_adv = nxt + (w << sh)
+        return w
 
     def _opts(self, sack: bool) -> bytes:
         if self.ts_ok:
@@ -942,6 +946,8 @@ class Connection:
             elif aack == self.snd_una:
                 if self.sack_ok and sack:
                     self._take_sack(sack)
+                if not wnd and not self.snd_wnd:
+                    self.retries = 0  # the peer answers our probes: its window is just shut
                 if (datalen == 0 and not flags & FIN and wnd == self.snd_wnd
                         and self.snd_max > self.snd_una):
                     self._dupack()
@@ -1157,12 +1163,11 @@ class Connection:
         self.t_persist.start(self._persist_interval())
 
     def _send_probe(self) -> None:
-        """Zero-window probe: one byte of new data beyond the window (RFC 9293 3.8.6.1)."""
-        data_end = self.snd_buf_seq + len(self.sndbuf)
-        if data_end > self.snd_una:
-            self._send_data(self.snd_una, 1, ACK)
-        else:
-            self._send_ack()
+        """Zero-window probe (RFC 9293 3.8.6.1). Like Linux, an old sequence number
+        (SND.UNA - 1) without data: always answered with an ACK carrying the current
+        window, and never a byte the receiver might accept but we have not accounted."""
+        self._emit(self.snd_una - 1, ACK, self._window(), self._opts(False), b"",
+                   self.rcv_nxt)
 
     def _on_keepalive(self) -> None:
         if self.state not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_2) or not self.keepalive:
