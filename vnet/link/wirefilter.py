@@ -257,7 +257,9 @@ class Direction:
             self.bytes_out += n
             self._seq += 1
             self._max_seq_out = self._seq
-            self.delay_stats.add(0.0)
+            ds = self.delay_stats  # a zero delay: only the count and the minimum change
+            ds.n += 1
+            ds.low = 0.0
             self.out(frame)
             return
         rng = self.rt.rng
