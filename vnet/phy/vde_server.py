@@ -336,6 +336,10 @@ class VdeServer:
                     os.chown(path, -1, self.gid)
                 ep.ctl.send(build_sockaddr(path))
             except OSError:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
                 if created:
                     self._drop_vport(vport)
                 raise
