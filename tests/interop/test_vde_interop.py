@@ -447,3 +447,36 @@ def test_tap_port_and_pcap_with_vde_plug2tap_and_tshark(tmp_path, procs, netns_f
     m = subprocess.run(["tshark", "-r", str(cap), "-Y", "_ws.malformed"], capture_output=True,
                        text=True, timeout=30)
     assert m.stdout.strip() == "", m.stdout
+
+
+def test_socket_modes_decide_who_may_plug_in(procs):
+    """-m 0600 keeps other users out (one-line error); -m 0666 lets them in (vde_plug and vnet)."""
+    need_root()
+    need_tool("setpriv", "vde_plug")
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    base = Path(tempfile.mkdtemp(prefix="vnetmode"))
+    try:
+        os.chmod(base, 0o755)
+        closed, open_ = base / "closed", base / "open"
+        vnet_switch(procs, closed, "-M", str(base / "m1"))
+        vnet_switch(procs, open_, "-m", "0666", "-M", str(base / "m2"))
+        assert (os.stat(open_).st_mode & 0o7777) == 0o2777
+        line = one_line_error([*nobody, *vnet_cmd("plug", f"vde://{closed}")])
+        assert "permission denied" in line, line
+        # nobody's clients join the open switch: vnet's plug and Debian's vde_plug
+        p1 = procs.start([*nobody, *vnet_cmd("plug", f"vde://{open_}")], stdin=subprocess.PIPE)
+        p2 = procs.start([*nobody, "vde_plug", str(open_)], stdin=subprocess.PIPE)
+        end = time.monotonic() + 10
+        while True:
+            out = subprocess.run(vnet_cmd("ctl", str(base / "m2"), "port/print"),
+                                 capture_output=True, text=True, timeout=10).stdout
+            if out.count("Current User: uid 65534") == 2:
+                break
+            assert p1.poll() is None and p2.poll() is None, p1.stderr.read() + p2.stderr.read()
+            assert time.monotonic() < end, out
+            time.sleep(0.1)
+    finally:
+        for p in procs.procs:
+            if p.poll() is None:
+                p.kill()
+        shutil.rmtree(base, ignore_errors=True)
