@@ -138,3 +138,48 @@ def test_tcp_from_veth_with_offloads_through_switch_to_tap(netns_factory, tap):
     else:
         assert c["offload_passed"] > 0 and c["gso_segmented"] == 0, c
     assert c["rx_bad_hdr"] == 0, c
+
+
+@pytest.mark.parametrize("opts", ["", "&vnet_hdr=0"])
+def test_packet_puts_back_vlan_tags(netns_factory, opts):
+    """The kernel strips 802.1Q tags into metadata before packet sockets see frames."""
+    need_root()
+    ns = netns_factory("vpk")
+    a, b = veth(ns)
+    sender = in_netns(ns.name, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW))
+    sender.bind((a, 0))
+    src = bytes.fromhex("020000000077")
+    tagged = b"\x02" * 6 + src + b"\x81\x00\xa0\x05" + b"\x88\xb5" + b"tagged".ljust(46, b"\0")
+    untagged = b"\x02" * 6 + src + b"\x88\xb5" + b"plain".ljust(46, b"\0")
+
+    async def main(rt: AsyncioRuntime) -> list[bytes]:
+        port = Port("pk")
+        got: list[bytes] = []
+        port.receive = lambda f: got.append(f) if f[6:12] == src else None
+        att = await attach(f"packet://{b}?netns={ns.name}{opts}", port, rt)
+        try:
+            sender.send(tagged)
+            sender.send(untagged)
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 5
+            while len(got) < 2 and loop.time() < end:
+                await asyncio.sleep(0.02)
+            assert att.rx_retagged >= 1
+            return got
+        finally:
+            att.close()
+            sender.close()
+
+    assert run(main) == [tagged, untagged]  # PCP 5, VID 5 kept
+
+
+def test_retag_shifts_offload_offsets():
+    from vnet.phy.packet import _retag
+    from vnet.wire import virtio_net as vh
+
+    frame = b"\x02" * 12 + b"\x08\x00" + bytes(40)
+    hdr = vh.HDR.pack(1, 1, 54, 1448, 34, 16, 0)[:10]
+    out = _retag(hdr + frame, 10, 0x8100, 7)
+    assert vh.HDR.unpack(out[:10] + b"\0\0")[:6] == (1, 1, 58, 1448, 38, 16)
+    assert out[10:] == frame[:12] + b"\x81\x00\x00\x07" + frame[12:]
+    assert _retag(frame, 0, 0x88A8, 9) == frame[:12] + b"\x88\xa8\x00\x09" + frame[12:]
