@@ -15,6 +15,9 @@ def test_demo_in_simulated_time(tmp_path, capsys):
     n, h2, h3 = map(int, m.groups())
     assert h2 <= n and h3 <= n and h2 + h3 >= n  # no storm, not everything lost
     assert pcap.stat().st_size > 1000
+    assert re.search(r"SLAAC from the router's RAs after [\d.]+ s: a=2001:db8:1:\S+ +b=2001:db8:2:", out)
+    assert re.search(r"ping a -> 10.0.2.2: 10 sent, \d+ received", out)
+    assert re.search(r"TCP a -> .* 2,000,000 bytes in .* Mbit/s goodput .* data intact", out)
 
 
 def test_demo_is_deterministic(tmp_path, capsys):
@@ -28,3 +31,11 @@ def test_demo_is_deterministic(tmp_path, capsys):
 def test_demo_rejects_bad_loss(capsys):
     assert main(["demo", "--loss", "150"]) == 2
     assert "not a percentage" in capsys.readouterr().err
+
+
+def test_demo_in_real_time_runs_the_same_engines(tmp_path, capsys):
+    pcap = tmp_path / "rt.pcapng"
+    assert main(["demo", "--realtime", "--pcap", str(pcap), "--pings", "20",
+                 "--tcp-bytes", "300000"]) == 0
+    out = capsys.readouterr().out
+    assert "spanning tree converged" in out and "data intact" in out

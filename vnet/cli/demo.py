@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from vnet.cli.demo_hosts import run_hosts
 from vnet.link.l2ping import L2Echo, PingStats
 from vnet.link.link import Link
 from vnet.link.port import connect
@@ -38,6 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jitter", type=float, default=5.0,
                    help="emulated cable jitter in ms, uniform +- (default 5)")
     p.add_argument("--loss", type=float, default=5.0, help="emulated cable loss in %% (default 5)")
+    p.add_argument("--part", choices=("fabric", "hosts", "all"), default="all",
+                   help="fabric (switches, STP, wirefilter), hosts (IP stack, SLAAC, TCP) or all")
+    p.add_argument("--host-delay", type=float, default=5.0, help="router cable delay ms (5)")
+    p.add_argument("--host-loss", type=float, default=0.5, help="router cable loss %% (0.5)")
+    p.add_argument("--host-rate", type=float, default=10.0, help="router cable Mbit/s (10)")
+    p.add_argument("--tcp-bytes", type=int, default=2_000_000, help="TCP transfer size (2 MB)")
 
 
 def build(rt: Runtime, args: argparse.Namespace, fast_timers: bool):
@@ -133,16 +140,45 @@ def converged(switches) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not 0 <= args.loss <= 100:
-        print(f"vnet demo: --loss {args.loss} is not a percentage (0..100)", file=sys.stderr)
+    for name in ("loss", "host_loss"):
+        if not 0 <= getattr(args, name) <= 100:
+            flag = "--" + name.replace("_", "-")
+            print(f"vnet demo: {flag} {getattr(args, name)} is not a percentage (0..100)",
+                  file=sys.stderr)
+            return 2
+    if args.host_rate <= 0 or args.tcp_bytes <= 0:
+        print("vnet demo: --host-rate and --tcp-bytes must be positive", file=sys.stderr)
         return 2
     mode = "real time (asyncio)" if args.realtime else "simulated time"
-    print(f"vnet demo: 3 switches in a loop with 802.1D spanning tree, 3 endpoints, "
-          f"one loop cable through the link emulator; {mode}, seed {args.seed}")
+    print(f"vnet demo: {mode}, seed {args.seed}")
     if args.realtime:
         return run_realtime(lambda rt: _run_real(rt, args), seed=args.seed)
-    rt = SimRuntime(seed=args.seed)
     wall = time.perf_counter()
+    ok = True
+    if args.part in ("fabric", "all"):
+        rt = SimRuntime(seed=args.seed)
+        ok = _run_fabric_sim(rt, args)
+        print(f"simulated {rt.now():.1f} s in {time.perf_counter() - wall:.2f} s of wall time "
+              f"({rt.events_run} events)")
+    if ok and args.part in ("hosts", "all"):
+        wall = time.perf_counter()
+        rt = SimRuntime(seed=args.seed)
+
+        async def wait(seconds: float) -> None:
+            rt.run_for(seconds)
+
+        ok = asyncio.run(run_hosts(rt, wait, args, print))
+        print(f"simulated {rt.now():.1f} s in {time.perf_counter() - wall:.2f} s of wall time "
+              f"({rt.events_run} events)")
+    return 0 if ok else 1
+
+
+FABRIC_TITLE = ("fabric: 3 switches in a loop with 802.1D spanning tree, 3 endpoints, "
+                "one loop cable through the link emulator")
+
+
+def _run_fabric_sim(rt: SimRuntime, args: argparse.Namespace) -> bool:
+    print(FABRIC_TITLE)
     switches, hosts, wf, cap = build(rt, args, fast_timers=False)
     t_conv = None
     while rt.now() < 120:
@@ -152,28 +188,31 @@ def run(args: argparse.Namespace) -> int:
             break
     if t_conv is None:
         print("vnet demo: spanning tree did not converge in 120 simulated seconds", file=sys.stderr)
-        return 1
+        return False
     bcast, end = scenario_steps(rt, switches, hosts, args, settle=1.0)
     rt.run_for(end)
     report(rt, switches, hosts, wf, cap, args, t_conv, bcast)
-    print(f"simulated {rt.now():.1f} s in {time.perf_counter() - wall:.2f} s of wall time "
-          f"({rt.events_run} events)")
-    return 0
+    return True
 
 
 async def _run_real(rt: AsyncioRuntime, args: argparse.Namespace) -> int:
-    switches, hosts, wf, cap = build(rt, args, fast_timers=True)
-    t0 = rt.now()
-    while not converged(switches):
-        await asyncio.sleep(0.2)
-        if rt.now() - t0 > 30:
-            print("vnet demo: spanning tree did not converge in 30 s", file=sys.stderr)
-            return 1
-    t_conv = rt.now() - t0
-    args.pings = min(args.pings, 100)
-    bcast, end = scenario_steps(rt, switches, hosts, args, settle=0.5)
-    await asyncio.sleep(end)
-    report(rt, switches, hosts, wf, cap, args, t_conv, bcast)
-    for sw in switches:
-        sw.close()
+    if args.part in ("fabric", "all"):
+        print(FABRIC_TITLE)
+        switches, hosts, wf, cap = build(rt, args, fast_timers=True)
+        t0 = rt.now()
+        while not converged(switches):
+            await asyncio.sleep(0.2)
+            if rt.now() - t0 > 30:
+                print("vnet demo: spanning tree did not converge in 30 s", file=sys.stderr)
+                return 1
+        t_conv = rt.now() - t0
+        args.pings = min(args.pings, 100)
+        bcast, end = scenario_steps(rt, switches, hosts, args, settle=0.5)
+        await asyncio.sleep(end)
+        report(rt, switches, hosts, wf, cap, args, t_conv, bcast)
+        for sw in switches:
+            sw.close()
+    if args.part in ("hosts", "all"):
+        ok = await run_hosts(rt, asyncio.sleep, args, print)
+        return 0 if ok else 1
     return 0
