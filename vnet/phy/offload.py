@@ -92,7 +92,9 @@ class OffloadRx:
         hl = self.hl
         frame = data[hl:]
         port = self.port
-        if passthrough_ok(port, len(frame)):
+        # A tagged frame may be re-tagged or stripped (priority tags) on the way: a new
+        # object that would lose its header, so those are finished here instead.
+        if frame[12:14] != b"\x81\x00" and passthrough_ok(port, len(frame)):
             self.passed += 1
             PENDING[0] = frame
             PENDING[1] = data[:hl] if hl == _HL else data[:hl] + b"\0\0"
