@@ -500,3 +500,43 @@ def test_markov_errors_and_resize():
     wf.markov_resize(1)
     rt.run()  # one node: no Markov timer left running
     wf.close()
+
+
+# ---- robustness: any settings, any frames, frames are all accounted for ------------------
+
+_values = st.one_of(
+    st.floats(0, 100, allow_nan=False).map(lambda v: f"{v:.3f}"),
+    st.tuples(st.floats(0, 50), st.floats(0, 50), st.sampled_from(["", "U", "N"]),
+              st.sampled_from(["LR", "RL", ""])).map(lambda t: f"{t[3]}{t[0]:.2f}+{t[1]:.2f}{t[2]}"),
+)
+_ops = st.lists(st.one_of(
+    st.tuples(st.just("set"), st.sampled_from(["loss", "lostburst", "delay", "dup", "noise"]), _values),
+    st.tuples(st.just("set"), st.sampled_from(["bandwidth", "speed", "chanbufsize"]),
+              st.sampled_from(["0", "500", "5K", "64+32K", "1M", "LR2K", "100+100N"])),
+    st.tuples(st.just("set"), st.just("mtu"), st.sampled_from(["0", "60", "1500", "RL100"])),
+    st.tuples(st.just("fifo"), st.booleans(), st.just("")),
+    st.tuples(st.just("send"), st.sampled_from(["a", "b"]), st.integers(0, 2000)),
+    st.tuples(st.just("run"), st.floats(0, 0.5), st.just("")),
+), max_size=60)
+
+
+@settings(max_examples=120, deadline=None)
+@given(_ops, st.integers(0, 2**32))
+def test_any_settings_any_frames_never_crash_and_conserve_frames(ops, seed):
+    rt, a, b, wf, got_b, got_a = rig(seed=seed)
+    for op, x, y in ops:
+        if op == "set":
+            wf.set(x, y)
+        elif op == "fifo":
+            wf.set_fifo(x)
+        elif op == "send":
+            (a if x == "a" else b).send(bytes(y))
+        else:
+            rt.run_for(x)
+    for d, got in ((wf.lr, got_b), (wf.rl, got_a)):
+        assert d.frames_out == len(got)
+        assert d.frames_in + d.duplicated == (d.frames_out + d.lost + d.dropped_mtu
+                                              + d.dropped_capacity + d.dropped_speed
+                                              + d.queued_frames)
+        assert d.queued_bytes == sum(len(e[2]) for e in d._heap) >= 0
+    wf.close()

@@ -193,7 +193,7 @@ class Direction:
         "rt", "name", "out", "fifo", "loss", "lostburst", "delay", "dup", "bandwidth", "speed",
         "chanbufsize", "noise", "mtu", "max_queue_bytes", "max_queue_frames", "input_buffer",
         "_plain", "_bad", "_heap", "_seq", "_queued", "_last_when", "_next_band", "_next_speed",
-        "_timer", "_timer_when", "_max_seq_out", "closed",
+        "_timer", "_timer_when", "_max_seq_out", "closed", "_last_drop_speed",
         "frames_in", "bytes_in", "frames_out", "bytes_out", "lost", "duplicated",
         "dropped_mtu", "dropped_capacity", "dropped_speed", "corrupted", "bits_flipped",
         "reordered", "delay_stats",
@@ -220,6 +220,7 @@ class Direction:
         self._timer: Timer | None = None
         self._timer_when = math.inf
         self._max_seq_out = 0
+        self._last_drop_speed = False
         self.closed = False
         self.frames_in = self.bytes_in = self.frames_out = self.bytes_out = 0
         self.lost = self.duplicated = self.dropped_mtu = self.dropped_capacity = 0
@@ -303,8 +304,15 @@ class Direction:
                 times += 1
             self.duplicated += times - 1
         now = self.rt.now()
-        for _ in range(times):
+        for k in range(times):
             if not self._enqueue(frame, n, now, rng):
+                # as wirefilter: a full channel drops this copy and the ones after it
+                rest = times - k - 1
+                if rest:
+                    if self._last_drop_speed:
+                        self.dropped_speed += rest
+                    else:
+                        self.dropped_capacity += rest
                 return
 
     def _enqueue(self, frame: bytes, n: int, now: float, rng: Any) -> bool:
@@ -312,16 +320,19 @@ class Direction:
         limit = cap.sample(rng) if cap else self.max_queue_bytes
         if self._queued + n > limit or len(self._heap) >= self.max_queue_frames:
             self.dropped_capacity += 1
+            self._last_drop_speed = False
             return False
         t = now
         if self.speed:
             sp = self.speed.sample(rng)
             if sp <= 0:
                 self.dropped_speed += 1
+                self._last_drop_speed = True
                 return False
             start = self._next_speed if self._next_speed > now else now
             if (start - now) * sp > self.input_buffer:
                 self.dropped_speed += 1  # the sender's buffer is full while the input is blocked
+                self._last_drop_speed = True
                 return False
             t = start + n / sp
             self._next_speed = t
@@ -329,6 +340,7 @@ class Direction:
             bw = self.bandwidth.sample(rng)
             if bw <= 0:
                 self.dropped_capacity += 1
+                self._last_drop_speed = False
                 return False
             start = self._next_band if self._next_band > t else t
             t = start + n / bw
