@@ -358,6 +358,8 @@ class VdeServer:
         vport.refresh()
         self.counters["accepted"] += 1
         self.rt.loop.add_reader(data.fileno(), self._make_reader(data, vport.port))
+        log.info("vde: port %d: endpoint %d connected (uid %d, %s)", vport.index, ep.id, uid,
+                 descr)
 
     def _make_reader(self, sock: socket.socket, port: Port) -> Callable[[], None]:
         recv = sock.recv
@@ -394,6 +396,8 @@ class VdeServer:
         ep.ctl.close()
         if ep.data is not None:
             self.counters["closed"] += 1
+            log.info("vde: port %d: endpoint %d closed",
+                     ep.vport.index if ep.vport is not None else -1, ep.id)
             try:
                 loop.remove_reader(ep.data.fileno())
             except (ValueError, OSError, RuntimeError):
