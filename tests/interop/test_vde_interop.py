@@ -480,3 +480,35 @@ def test_socket_modes_decide_who_may_plug_in(procs):
             if p.poll() is None:
                 p.kill()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def crosses(d1: Path, d2: Path) -> list[int]:
+    async def main(rt):
+        pa, pb = Port(), Port()
+        got: list[bytes] = []
+        pb.receive = got.append
+        a = await connect(rt, pa, str(d1))
+        b = await connect(rt, pb, str(d2))
+        end = time.monotonic() + 10
+        while not got:  # the cable may still be coming up: resend until one crosses
+            assert time.monotonic() < end, "nothing crossed"
+            pa.send(frame(BCAST, A, 114))
+            await asyncio.sleep(0.1)
+        a.close()
+        b.close()
+        return [len(f) for f in got[:1]]
+
+    return run(main)
+
+
+def test_cables_between_vnet_switches_wirefilter_and_port_url(tmp_path, procs):
+    """Debian's wirefilter joins two vnet switches; so does `--port vde://` (a vnet cable)."""
+    need_tool("wirefilter")
+    d1, d2, d3 = tmp_path / "s1", tmp_path / "s2", tmp_path / "s3"
+    vnet_switch(procs, d1)
+    vnet_switch(procs, d2)
+    # wirefilter exits on stdin EOF too: give it a pipe we keep open
+    procs.start(["wirefilter", "-v", f"{d1}:{d2}"], stdin=subprocess.PIPE)
+    assert crosses(d1, d2) == [114]
+    vnet_switch(procs, d3, "--port", f"vde://{d1}")
+    assert crosses(d3, d1) == [114]
