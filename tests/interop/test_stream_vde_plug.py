@@ -204,3 +204,66 @@ def test_vnet_plug_default_switch_cable_between_two_vde_switches(tmp_path):
     finally:
         for p in reversed(procs):
             stop(p)
+
+
+def test_vnet_plug_equals_command_and_descr(tmp_path):
+    """`vnet plug -D cable1 vde://SW1 = vde_plug vde://SW2`, as one would write vde_plug."""
+    import socket
+
+    need_tool("vde_switch", "vde_plug")
+    procs: list[subprocess.Popen] = []
+    dirs = [tmp_path / "sw1", tmp_path / "sw2"]
+    mgmt = tmp_path / "mgmt1"
+    try:
+        for i, d in enumerate(dirs):
+            extra = ["-M", str(mgmt)] if i == 0 else []
+            procs.append(subprocess.Popen(["vde_switch", "-s", str(d), *extra],
+                                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+        end = time.monotonic() + 10
+        while not (all((d / "ctl").exists() for d in dirs) and mgmt.exists()):
+            assert time.monotonic() < end, "vde_switch did not start"
+            time.sleep(0.05)
+        pidfile = tmp_path / "plug.pid"
+        cable = subprocess.Popen(vnet_cmd("plug", "-D", "cable1", "-p", str(pidfile),
+                                          f"vde://{dirs[0]}", "=", "vde_plug", f"vde://{dirs[1]}"),
+                                 stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        procs.append(cable)
+
+        async def main(rt: AsyncioRuntime) -> None:
+            x, y = Port("x"), Port("y")
+            gy: list[bytes] = []
+            y.receive = gy.append
+            xa = await attach(f"cmd://vde_plug vde://{dirs[0]}", x, rt)
+            ya = await attach(f"cmd://vde_plug vde://{dirs[1]}", y, rt)
+            try:
+                n = 0
+                while not gy:
+                    x.send(frame(BCAST, A, 60, n))
+                    n += 1
+                    await asyncio.sleep(0.05)
+                    assert n < 200, "no frame crossed: " + (
+                        cable.stderr.read().decode() if cable.poll() is not None and cable.stderr
+                        else "")
+            finally:
+                xa.close()
+                ya.close()
+
+        run(main)
+        assert pidfile.read_text().strip() == str(cable.pid)
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(mgmt))
+            s.settimeout(5)
+            s.sendall(b"port/print\n")
+            text = b""
+            while b"cable1" not in text:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                text += chunk
+        assert b"cable1" in text, text.decode(errors="replace")
+        stop(cable)  # SIGTERM: a clean exit that removes the pid file
+        assert cable.returncode == 0 and not pidfile.exists()
+    finally:
+        for p in reversed(procs):
+            stop(p)
