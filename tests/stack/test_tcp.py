@@ -351,3 +351,66 @@ def test_zero_delay_cable_between_real_hosts() -> None:
     c.on_established = lambda: (c.send(data), c.close())
     rt.run(until=10)
     assert bytes(sink.data) == data and sink.closed == [None]
+
+
+def _inject(layer, c, addr, **kw):
+    """Hand `layer` a segment as if from the peer of connection `c`."""
+    src, dst = ipaddress.ip_address(addr), c.local
+    seg = wtcp.build(c.rport, c.lport, kw.get("seq", c.rcv_nxt) & 0xFFFFFFFF,
+                     kw.get("ack", c.snd_nxt) & 0xFFFFFFFF, kw.get("flags", wtcp.ACK),
+                     kw.get("win", 1000), ones_sum(src.packed + dst.packed) + 6,
+                     kw.get("opts", b""), kw.get("data", b""))
+    layer.receive(IpMeta(src, dst), seg)
+
+
+def test_syn_in_established_paws_and_bad_syn_ack() -> None:
+    rt, path, a, b, addr = pair()
+    sink = Sink()
+    b.listen(80, sink.accept)
+    c = a.connect(addr, 80)
+    rt.run(until=1)
+    sent = c.tx_segments
+    # RFC 5961 4.2: a SYN on an established connection gets a challenge ACK, nothing else
+    _inject(a, c, addr, flags=wtcp.SYN)
+    assert c.state == ESTABLISHED and c.challenge_acks == 1 and c.tx_segments == sent + 1
+    # PAWS: an old timestamp on data: dropped (and ACKed), not delivered
+    old = wtcp.build_options(ts=((c.ts_recent - 1000) & 0xFFFFFFFF, 0))
+    _inject(a, c, addr, data=b"stale", opts=old)
+    assert c.rx_bytes == 0 and c.rx_dropped == 1
+    fresh = wtcp.build_options(ts=((c.ts_recent + 5) & 0xFFFFFFFF, 0))
+    got = bytearray()
+    c.on_data = got.extend
+    _inject(a, c, addr, data=b"fresh", opts=fresh)
+    assert got == b"fresh"
+    # SYN_SENT: a SYN-ACK acking the wrong number gets a RST and changes nothing
+    c2 = a.connect(addr, 80)
+    path.filter = lambda *_: False  # keep the real answer away
+    _inject(a, c2, addr, flags=wtcp.SYN | wtcp.ACK, seq=12345, ack=c2.iss + 77)
+    assert c2.state_name == "SYN_SENT"
+
+
+def test_fin_ahead_of_a_hole() -> None:
+    """The last data segment is lost but the FIN behind it arrives: EOF waits for the
+    retransmission, and the bytes come out whole and in order."""
+    rt, path, a, b, addr = pair(delay=0.01)
+    data = payload(10_000)  # 6 full segments and one of 1312 bytes, all in the initial window
+    dropped = []
+
+    def drop_tail(src, dst, proto, p):
+        hl = (p[12] >> 4) * 4
+        if src.packed[-1] == 1 and len(p) - hl == 10_000 - 6 * 1448 and not dropped:
+            dropped.append(1)
+            return False
+        return True
+
+    path.filter = drop_tail
+    sink = Sink()
+    eof_at = []
+    b.listen(80, lambda conn: (sink.accept(conn), setattr(conn, "on_eof", lambda: (
+        eof_at.append(len(sink.data)), conn.close()))))
+    c = a.connect(addr, 80, nodelay=True)  # the short tail goes at once, the FIN after it
+    c.on_established = lambda: (c.send(data), rt.call_later(0.002, c.close))
+    rt.run(until=30)
+    assert dropped and bytes(sink.data) == data
+    assert eof_at == [10_000] and sink.conn.rx_dup == 0
+    assert c.retransmits >= 1
