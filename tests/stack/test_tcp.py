@@ -414,3 +414,28 @@ def test_fin_ahead_of_a_hole() -> None:
     assert dropped and bytes(sink.data) == data
     assert eof_at == [10_000] and sink.conn.rx_dup == 0
     assert c.retransmits >= 1
+
+
+@pytest.mark.parametrize("sack", [True, False])
+def test_several_losses_in_one_window_one_recovery(sack: bool) -> None:
+    """Three segments of one flight lost: SACK (RFC 6675) or NewReno partial ACKs
+    (RFC 6582) repair all of them in a single recovery episode, without a timeout."""
+    rt, path, a, b, addr = pair(delay=0.02, cfg_b={"sack": sack})
+    state = {"n": 0}
+    lost = []
+
+    def drop(src, dst, proto, p):
+        hl = (p[12] >> 4) * 4
+        if src.packed[-1] == 1 and len(p) > hl and rt.now() > 0.3:
+            state["n"] += 1
+            if state["n"] in (5, 9, 14) and len(lost) < 3:
+                lost.append(int.from_bytes(p[4:8], "big"))
+                return False
+        return True
+
+    path.filter = drop
+    data = payload(1_500_000)
+    c, sink, ends = transfer(rt, a, b, addr, data)
+    assert bytes(sink.data) == data and len(lost) == 3
+    assert c.fast_retransmits == 1 and c.timeouts == 0
+    assert c.retransmits == 3
