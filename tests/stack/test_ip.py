@@ -224,3 +224,17 @@ def test_port_unreachable_for_transports():
     net.a.ip_send(b6, 17, udp)
     net.rt.run(until=net.rt.now() + 1)
     assert sorted(seen) == [(4, 3, 3, udp[:4]), (6, 1, 4, udp[:4])]
+
+
+def test_static_neighbor_and_scoped_gateway():
+    net = ready()
+    a = net.a
+    a.add_neighbor("eth0", "10.0.1.1", "02:00:00:00:01:01")
+    n = a.ifaces[0].neigh4.entries[bytes((10, 0, 1, 1))]
+    assert n.static and n.mac == bytes.fromhex("020000000101")
+    rll = net.r.ifaces[0].ll_addr()
+    a.add_route("2001:db8:77::/64", via=f"{rll.addr}%eth0")
+    nh, iface = a._route6(bytes.fromhex("20010db8007700000000000000000001"))
+    assert nh == rll.packed and iface is a.ifaces[0]
+    a.del_neighbor("eth0", "10.0.1.1")
+    assert bytes((10, 0, 1, 1)) not in a.ifaces[0].neigh4.entries

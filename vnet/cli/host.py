@@ -133,6 +133,21 @@ def _route(host: Host, words: list[str]) -> Any:
     raise CommandError("syntax: route | route add PREFIX via GW [dev IFACE] | route del PREFIX")
 
 
+def _neigh(host: Host, words: list[str]) -> Any:
+    if not words:
+        return host.describe_neighbors()
+    try:
+        if words[0] == "add" and len(words) == 4:
+            host.add_neighbor(words[1], words[2], words[3])
+            return None
+        if words[0] == "del" and len(words) == 3:
+            host.del_neighbor(words[1], words[2])
+            return None
+    except (HostError, ValueError) as e:
+        raise CommandError(str(e)) from None
+    raise CommandError("syntax: neigh | neigh add IFACE ADDR MAC | neigh del IFACE ADDR")
+
+
 async def ping(host: Host, rt: AsyncioRuntime, words: list[str], version: int | None) -> dict[str, Any]:
     if not words:
         raise CommandError("syntax: ping ADDR [COUNT [SIZE]]")
@@ -186,7 +201,8 @@ def make_console(host: Host, rt: AsyncioRuntime, state: dict[str, Any]) -> Conso
     c.add("addr", lambda w: _addr(host, w), "[add|del IFACE CIDR]", "list, add or remove addresses")
     c.add("route", lambda w: _route(host, w), "[add PREFIX via GW [dev IFACE] | del PREFIX]",
           "list, add or remove routes")
-    c.add("neigh", lambda w: host.describe_neighbors(), "", "the ARP and ND neighbour caches")
+    c.add("neigh", lambda w: _neigh(host, w), "[add IFACE ADDR MAC | del IFACE ADDR]",
+          "the ARP and ND neighbour caches; add or remove a static entry")
     c.add("ping", lambda w: ping(host, rt, w, None), "ADDR [COUNT [SIZE]]",
           "ICMP echo to ADDR (v4 or v6); ok is false when nothing answered")
     c.add("ping6", lambda w: ping(host, rt, w, 6), "ADDR [COUNT [SIZE]]", "ICMPv6 echo to ADDR")

@@ -28,7 +28,8 @@ from vnet.stack.meta import AddrCache, IpMeta
 from vnet.stack.mld import MldListener
 from vnet.stack.routes import RouteTable
 from vnet.wire import ipv4, ipv6
-from vnet.wire.ethernet import BROADCAST, random_mac
+from vnet.wire.errors import WireError
+from vnet.wire.ethernet import BROADCAST, mac_from_str, random_mac
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _ET_IP4 = b"\x08\x00"
@@ -137,6 +138,9 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
         if gw is not None and gw.version != net.version:
             raise HostError(f"gateway {gw} is not of the same family as {net}")
         table = self.routes4 if net.version == 4 else self.routes6
+        scope = getattr(gw, "scope_id", None)
+        if dev is None and scope:
+            dev = scope  # fe80::1%eth1
         if dev is not None:
             iface = self.iface(dev)
         elif gw is not None:
@@ -154,6 +158,27 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
             raise HostError("a route needs a gateway (via) or an interface (dev)")
         table.add(int(net.network_address), net.prefixlen, iface,
                   gw.packed if gw is not None else None, "static")
+
+    def add_neighbor(self, iface_name: str, addr: str, mac: str) -> None:
+        """A static neighbour entry (never probed, never replaced)."""
+        iface = self.iface(iface_name)
+        try:
+            ip = ipaddress.ip_address(addr)
+            hw = mac_from_str(mac)
+        except (ValueError, WireError) as e:
+            raise HostError(str(e)) from None
+        cache = iface.neigh4 if ip.version == 4 else iface.neigh6
+        assert cache is not None
+        cache.add_static(ip.packed, hw)
+
+    def del_neighbor(self, iface_name: str, addr: str) -> None:
+        iface = self.iface(iface_name)
+        ip = ipaddress.ip_address(addr)
+        cache = iface.neigh4 if ip.version == 4 else iface.neigh6
+        assert cache is not None
+        if ip.packed not in cache.entries:
+            raise HostError(f"no neighbour {ip} on {iface_name}")
+        cache.remove(ip.packed)
 
     def del_route(self, prefix: str) -> None:
         net = ipaddress.ip_network(prefix, strict=False)
