@@ -797,7 +797,7 @@ class Connection:
         elif self.rto.backoffs:
             self.rto.reset_backoff()
         self.retries = 0
-        if self.scoreboard:
+        if self.scoreboard.ranges:
             self.scoreboard.advance(ack)
         if self.in_recovery:
             if ack >= self.recover:
@@ -812,10 +812,10 @@ class Connection:
             self.dupacks = 0
             self.cc.on_ack(acked, now, self.rto.srtt)
         if ack >= self.snd_max:
-            self.t_rto.stop()
+            self.t_rto.deadline = None  # (LazyTimer.stop)
             self.persist_backoff = 0
         else:
-            self.t_rto.start(self.rto.rto)
+            self.t_rto.set(now + self.rto.rto)
         if self.writable_waiting and len(self.sndbuf) < self.snd_buf_limit >> 1:
             self.writable_waiting = False
             self.on_writable()
