@@ -238,3 +238,22 @@ def test_static_neighbor_and_scoped_gateway():
     assert nh == rll.packed and iface is a.ifaces[0]
     a.del_neighbor("eth0", "10.0.1.1")
     assert bytes((10, 0, 1, 1)) not in a.ifaces[0].neigh4.entries
+
+
+def test_ipv4_redirect_sent_and_honoured():
+    from vnet.link.link import Link
+    from vnet.stack.host import Host
+
+    net = ready()
+    # a second router on a's link, reachable directly, routes 10.0.9.0/24
+    r2 = Host(net.rt, "r2", router=True)
+    i2 = r2.add_interface("eth0", mac=bytes.fromhex("020000000201"))
+    Link(net.rt, net.s1.add_port(), i2.port, delay=0.001)
+    r2.add_address("eth0", "10.0.1.9/24")
+    net.r.add_route("10.0.9.0/24", via="10.0.1.9")
+    net.a.ip_send("10.0.9.1", 253, b"x")
+    net.rt.run(until=net.rt.now() + 1)
+    assert net.r.stats["icmp4_redirect_tx"] == 1
+    assert net.a.stats["icmp4_redirect_rx"] == 1
+    _, _, nh = net.a._route4(bytes((10, 0, 9, 1)))
+    assert nh == bytes((10, 0, 1, 9))

@@ -39,6 +39,7 @@ class IPv4Layer(AcdMixin):
         self.local4: dict[bytes, tuple[Interface, Addr4]] = {}
         self.bcast4: set[bytes] = {BCAST}
         self.ident4 = self.rt.rng.getrandbits(16)
+        self.dest_cache4: dict[bytes, tuple[Interface, bytes]] = {}  # redirects: dst -> gateway
         self._init_acd()
 
     def _iface_up4(self: Any, iface: Interface) -> None:
@@ -97,6 +98,10 @@ class IPv4Layer(AcdMixin):
         r = self.routes4.lookup(int.from_bytes(dst, "big"))
         if r is None:
             return None, None, dst
+        if r.gateway is not None and self.dest_cache4:
+            red = self.dest_cache4.get(dst)
+            if red is not None and red[0] is r.iface:
+                return r, r.iface, red[1]  # an ICMP redirect told us a better first hop
         return r, r.iface, r.gateway or dst
 
     def _select_src4(self: Any, dst: bytes, iface: Interface | None = None,
@@ -285,6 +290,10 @@ class IPv4Layer(AcdMixin):
             return
         out = bytearray(pkt)
         ipv4.decrement_ttl(out)
+        if iface is in_iface and route is not None and route.gateway is not None \
+                and self._onlink4(in_iface, src):
+            # RFC 1812 5.2.7.2: the sender could reach the next hop directly
+            self._icmp4_redirect(pkt, nexthop)
         if len(out) <= iface.mtu:
             st["ip4_forwarded"] += 1
             self._l2_out4(iface, nexthop, bytes(out))
@@ -301,6 +310,17 @@ class IPv4Layer(AcdMixin):
                             h.more_fragments, opts)
         except WireError:
             st["ip4_bad"] += 1
+
+    def _onlink4(self: Any, iface: Interface, addr: bytes) -> bool:
+        r = self.routes4.lookup(int.from_bytes(addr, "big"))
+        return r is not None and r.iface is iface and r.gateway is None
+
+    def _icmp4_redirect(self: Any, pkt: memoryview, gateway: bytes) -> None:
+        if not self.icmp_limit.allow(self.rt.now()):
+            return
+        self.stats["icmp4_redirect_tx"] += 1
+        msg = icmp4.error(icmp4.REDIRECT, 1, pkt[:(pkt[0] & 15) * 4 + 8], gateway=gateway)
+        self._send4(bytes(pkt[12:16]), ipv4.PROTO_ICMP, msg, None, None, False)
 
     # ---- ICMP --------------------------------------------------------------------------
 
@@ -327,7 +347,7 @@ class IPv4Layer(AcdMixin):
         elif t == icmp4.ECHO_REPLY:
             self.echo.reply(4, a, b, self._meta4(iface, h), len(payload) - 8)
         elif t in icmp4.ERRORS:
-            self._icmp4_error_rx(iface, h, t, code, b, payload[8:])
+            self._icmp4_error_rx(iface, h, t, code, (a << 16) | b, payload[8:])
 
     def _icmp4_error_rx(self: Any, iface: Interface, h: ipv4.IPv4Header, t: int, code: int,
                         word2: int, quoted: memoryview) -> None:
@@ -345,18 +365,35 @@ class IPv4Layer(AcdMixin):
             return
         self.stats["icmp4_error_rx"] += 1
         if t == icmp4.DEST_UNREACH and code == icmp4.FRAG_NEEDED:
-            mtu = word2 or 576  # RFC 1191: old routers send 0; use a plateau
+            mtu = (word2 & 0xFFFF) or 576  # RFC 1191: old routers send 0
             if mtu < 576:
                 mtu = 576  # refuse absurd values (RFC 1191 7; Linux's min_pmtu is 552)
             self._update_pmtu(q.dst, mtu, 68)
         elif t == icmp4.REDIRECT:
-            self.stats["icmp4_redirect_rx"] += 1
+            self._redirect4_rx(iface, h, word2, quoted, q)
             return
         handler = self.error_handlers.get(q.proto)
         if handler is not None:
             meta = IpMeta(ipaddress.IPv4Address(q.src), ipaddress.IPv4Address(q.dst), iface, 4,
                           q.ttl)
             handler(meta, t, code, bytes(quoted[q.ihl:]))
+
+    def _redirect4_rx(self: Any, iface: Interface, h: ipv4.IPv4Header, word: int,
+                      quoted: memoryview, q: ipv4.IPv4Header) -> None:
+        """Accept a redirect only from the current first hop, to a gateway on the same link
+        (RFC 1122 3.2.2.2); routers ignore them."""
+        if self.router or len(quoted) < 8:
+            return
+        gw = word.to_bytes(4, "big")
+        route, out, nexthop = self._route4(q.dst)
+        if out is not iface or nexthop != h.src or not self._onlink4(iface, gw) \
+                or gw in self.local4:
+            self.stats["icmp4_redirect_refused"] += 1
+            return
+        self.stats["icmp4_redirect_rx"] += 1
+        if len(self.dest_cache4) >= 4096:
+            self.dest_cache4.pop(next(iter(self.dest_cache4)))
+        self.dest_cache4[q.dst] = (iface, gw)
 
     def _icmp4_error(self: Any, pkt: bytes | memoryview, t: int, code: int, mtu: int = 0) -> None:
         """Send an ICMP error about `pkt`, unless RFC 1122 3.2.2 forbids or the limiter refuses."""
