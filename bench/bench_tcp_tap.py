@@ -190,6 +190,9 @@ def main() -> int:
     ap.add_argument("--mbytes", type=float, default=50)
     ap.add_argument("--only", default="k2v4,k2v6,v2k4,v2k6,switch")
     ap.add_argument("--mtu", type=int, default=1500)
+    ap.add_argument("--with-pytcp", action="store_true",
+                    help="also measure PyTCP 3.0.9 the same way (bench/pytcp_ref.py; builds a "
+                         "Debian sid chroot with python3.14 once)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_tcp_tap: needs root (TAP and network namespaces); run under sudo",
@@ -236,20 +239,46 @@ def main() -> int:
     if "switch" in which:
         results["switch"] = over_switch(nbytes)
         print(f"switch: {results['switch']:.1f} Mbit/s (two vnet hosts, one process)")
+    ref: dict[str, float] = {}  # PyTCP measured in this run, by path
+    if args.with_pytcp:
+        try:
+            import pytcp_ref
+        except ImportError:
+            print("bench_tcp_tap: --with-pytcp needs bench/pytcp_ref.py next to this file",
+                  file=sys.stderr)
+            return 2
+        try:
+            got = pytcp_ref.measure(which, nbytes, args.mtu)
+        except pytcp_ref.SetupError as e:
+            print(f"bench_tcp_tap: PyTCP reference unavailable: {e}", file=sys.stderr)
+            got = {}
+        for key in ("k2v4", "k2v6", "v2k4", "v2k6"):
+            # PyTCP's best sender setting (default or TCP_NODELAY) is the reference
+            vals = [r.mbit for k, r in got.items() if k[:4] == key and r.mbit and r.finished]
+            if vals:
+                ref[key] = max(vals)
     print()
-    print(f"{'path':<34}{'Mbit/s':>10}{'x PyTCP':>10}{'CPU ceil':>10}")
+    if ref:
+        print("x PyTCP: against PyTCP 3.0.9 measured in this run (its best of default and "
+              "TCP_NODELAY)")
+    else:
+        print(f"x PyTCP: against the PyTCP reference {PYTCP_MBIT} Mbit/s (kernel -> PyTCP, "
+              "IPv4, ../shared/facts/stack.md)")
+    print(f"{'path':<34}{'Mbit/s':>10}{'PyTCP':>10}{'x PyTCP':>10}{'CPU ceil':>10}")
     names = {"k2v4": "kernel -> vnet, IPv4, TAP", "k2v6": "kernel -> vnet, IPv6, TAP",
              "v2k4": "vnet -> kernel, IPv4, TAP", "v2k6": "vnet -> kernel, IPv6, TAP",
              "switch": "vnet -> vnet over vnet switch"}
     for k, v in results.items():
         ceil = f"{cpu[k]:>10.0f}" if k in cpu else f"{'':>10}"
-        print(f"{names[k]:<34}{v:>10.1f}{v / PYTCP_MBIT:>10.1f}{ceil}")
+        base = ref.get(k, PYTCP_MBIT if not ref else None)
+        pyt = f"{ref[k]:>10.2f}" if k in ref else f"{'':>10}"
+        times = f"{v / base:>10.1f}" if base else f"{'':>10}"
+        print(f"{names[k]:<34}{v:>10.1f}{pyt}{times}{ceil}")
     if "k2v4" in results and "k2v6" in results:
         print(f"IPv6/IPv4 ratio, kernel -> vnet: {results['k2v6'] / results['k2v4']:.3f}")
     if "v2k4" in results and "v2k6" in results:
         print(f"IPv6/IPv4 ratio, vnet -> kernel: {results['v2k6'] / results['v2k4']:.3f}")
-    print(f"({args.mbytes:g} MB per transfer, MTU {args.mtu}; PyTCP reference {PYTCP_MBIT} "
-          "Mbit/s kernel -> PyTCP IPv4)")
+    print(f"({args.mbytes:g} MB per transfer, MTU {args.mtu})")
     return 0
 
 
