@@ -102,14 +102,14 @@ def test_vnet_plug_cable_into_vde_switch(vde_switch, how):
             to_y = [frame(B, A, size, i) for i, size in enumerate((60, 64, 200, 1000, 1514) * 20)]
             for f in to_y:
                 x.send(f)
-                await asyncio.sleep(0)  # vde_switch drops on a full socket; pace lightly
+                await asyncio.sleep(0.002)  # vde_switch drops on a full socket: pace
             await until(lambda: gy.count(to_y[-1]) == 1 or len(gy) >= len(to_y))
             assert [f for f in gy if f[6:12] == A] == to_y
             to_x = [frame(A, B, 60 + 13 * i, i) for i in range(50)]
             gx.clear()
             for f in to_x:
                 y.send(f)
-                await asyncio.sleep(0)
+                await asyncio.sleep(0.002)
             await until(lambda: len(gx) >= len(to_x))
             assert gx == to_x
         finally:
@@ -193,7 +193,7 @@ def test_vnet_plug_default_switch_cable_between_two_vde_switches(tmp_path):
                 sent = [frame(A, B, 100 + i, i) for i in range(30)]
                 for f in sent:
                     y.send(f)
-                    await asyncio.sleep(0)
+                    await asyncio.sleep(0.002)
                 await until(lambda: len(gx) >= len(sent))
                 assert gx == sent
             finally:
