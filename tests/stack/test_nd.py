@@ -262,3 +262,20 @@ def test_ra_from_scapy_configures_slaac():
     assert len(slaac) == 1 and slaac[0].state == "preferred"
     assert slaac[0].addr in ipaddress.IPv6Network("2001:db8:77::/64")
     assert iface.mtu == 1400 and h.default_routers()
+
+
+def test_router_preference_rfc4191():
+    rt, sw, hosts = lan(3)
+    h, r1, r2 = hosts
+    for r, p, pref in ((r1, "2001:db8:1::1/64", "low"), (r2, "2001:db8:1::2/64", "high")):
+        r.router = True
+        r.accept_ra = False
+        r.add_address("eth0", p)
+        RaDaemon(r, 3, 4, preference=pref)
+    rt.run(until=8)
+    prefs = {x["addr"]: x["preference"] for x in h.default_routers()}
+    assert sorted(prefs.values()) == ["high", "low"]
+    h.ip_send("2001:db8:99::1", 59, b"")  # both routers get probed into the cache
+    rt.run(until=rt.now() + 8)
+    sel = h._select_router()
+    assert sel is not None and sel[1] == r2.ifaces[0].ll_addr().packed

@@ -220,11 +220,14 @@ class AddrConf:
             iface.retrans_timer = ra.retrans / 1000.0
             iface.neigh6.retrans_time = iface.retrans_timer
         key = (iface.name, h.src)
-        if ra.lifetime:
+        prf = (ra.flags >> 3) & 3
+        if ra.lifetime and prf != 2:  # 10 is reserved: ignore as a default router (RFC 4191)
             if key in self.routers or len(self.routers) < MAX_ROUTERS:
                 self.routers[key] = now + ra.lifetime
+                self.router_pref[key] = {0: 0, 1: 1, 3: -1}[prf]
         else:
             self.routers.pop(key, None)
+            self.router_pref.pop(key, None)
         for t, opt in ra.options:
             if t == icmp6.OPT_MTU:
                 mtu = icmp6.parse_mtu(opt)
@@ -322,6 +325,7 @@ class AddrConf:
         for key, e in list(self.routers.items()):
             if e <= now:
                 del self.routers[key]
+                self.router_pref.pop(key, None)
         for r in list(self.routes6):
             if r.expires is not None and r.expires <= now:
                 self.routes6.remove(r.network, r.plen)

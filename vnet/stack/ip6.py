@@ -60,6 +60,7 @@ class IPv6Layer:
         self.local6: dict[bytes, tuple[Interface, Addr6]] = {}
         self.dest_cache: dict[bytes, tuple[Interface, bytes]] = {}  # redirects: dst -> next hop
         self.routers: dict[tuple[str, bytes], float] = {}  # default router list -> expiry
+        self.router_pref: dict[tuple[str, bytes], int] = {}  # RFC 4191: 1 high, 0, -1 low
         self._rr = 0
         self.accept_ra = not self.router
         self.ident6 = self.rt.rng.getrandbits(32)
@@ -135,10 +136,14 @@ class IPv6Layer:
         for key, exp in list(self.routers.items()):
             if exp <= now:
                 del self.routers[key]
+                self.router_pref.pop(key, None)
             else:
                 live.append(key)
         if not live:
             return None
+        # RFC 4191 3.2: among routers that are (probably) reachable, the highest preference
+        pref = self.router_pref
+        live.sort(key=lambda k: -pref.get(k, 0))
         for name, addr in live:
             iface = self.by_name[name]
             st = iface.neigh6.state_of(addr)
@@ -154,7 +159,9 @@ class IPv6Layer:
 
     def default_routers(self) -> list[dict[str, Any]]:
         now = self.rt.now()
-        return [{"addr": str(ipaddress.IPv6Address(a)), "dev": n, "lifetime": round(e - now)}
+        names = {1: "high", 0: "medium", -1: "low"}
+        return [{"addr": str(ipaddress.IPv6Address(a)), "dev": n, "lifetime": round(e - now),
+                 "preference": names[self.router_pref.get((n, a), 0)]}
                 for (n, a), e in self.routers.items() if e > now]
 
     def _select_src6(self: Any, dst: bytes, scope: str | None = None,
@@ -629,6 +636,7 @@ class IPv6Layer:
         iface.neigh6.advert(target, tlla, solicited, bool(flags & icmp6.NA_OVERRIDE), is_router)
         if not is_router and (iface.name, target) in self.routers:
             del self.routers[(iface.name, target)]  # RFC 4861 7.2.5: no longer a router
+            self.router_pref.pop((iface.name, target), None)
 
     def _rs_rx(self: Any, iface: Interface, h: ipv6.IPv6Header, msg: memoryview) -> None:
         if len(msg) < 8:

@@ -25,7 +25,8 @@ ALL_NODES = bytes.fromhex("ff020000000000000000000000000001")
 class RaDaemon:
     def __init__(self, host: Any, min_interval: float = 200.0, max_interval: float = 600.0,
                  router_lifetime: int = 1800, valid_lifetime: int = 86400,
-                 preferred_lifetime: int = 14400, hop_limit: int = 64) -> None:
+                 preferred_lifetime: int = 14400, hop_limit: int = 64,
+                 preference: str = "medium") -> None:
         if not 4 <= max_interval <= 1800 or not 3 <= min_interval <= 0.75 * max_interval:
             raise ValueError("RA intervals: need 4 <= max <= 1800 and 3 <= min <= 0.75*max "
                              "(RFC 4861 6.2.1)")
@@ -36,6 +37,10 @@ class RaDaemon:
         self.valid = valid_lifetime
         self.preferred = preferred_lifetime
         self.hop_limit = hop_limit
+        prefs = {"high": 0x08, "medium": 0x00, "low": 0x18}
+        if preference not in prefs:
+            raise ValueError(f"router preference {preference!r}: use high, medium or low")
+        self.flags = prefs[preference]  # RFC 4191 Prf bits
         self._timers: dict[str, Any] = {}
         self._sent: dict[str, int] = {}
         self._last: dict[str, float] = {}
@@ -97,7 +102,7 @@ class RaDaemon:
             flags = icmp6.PI_ONLINK | (icmp6.PI_AUTO if plen == 64 else 0)
             opts += icmp6.prefix_option(prefix, plen, self.valid, self.preferred, flags)
         life = self.router_lifetime if lifetime is None else lifetime
-        return icmp6.ra(self.hop_limit, 0, life, 0, 0, opts, ll.packed, ALL_NODES)
+        return icmp6.ra(self.hop_limit, self.flags, life, 0, 0, opts, ll.packed, ALL_NODES)
 
     def send(self, iface: Interface, lifetime: int | None = None) -> None:
         msg = self.build(iface, lifetime)
