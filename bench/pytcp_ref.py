@@ -23,6 +23,9 @@ driver sends 64 KiB chunks then closes; a kernel reader measures (first byte .. 
 as bench_tcp_tap's SINK does. Every transfer has a deadline: when it passes, the bytes
 that arrived so far are reported as "did not finish" (and PyTCP is restarted if it
 stopped answering).
+PyTCP runs at its fastest: `python -O` (drops its `__debug__ and log(f"...")` calls, whose
+f-strings are built per packet even when the channel is off) and log channels cut to
+"stack"; `--no-O` keeps the log calls.
 """
 
 from __future__ import annotations
@@ -374,12 +377,14 @@ def _p2k(peer: _Peer, ns: str, key: str, dst: str, port: int, nbytes: int, limit
 
 
 def measure(which: list[str], nbytes: int, mtu: int = 1500, limit: float = 120.0,
-            nodelay: bool = True, optimize: bool = True, verbose: bool = True
-            ) -> dict[str, Result]:
+            nodelay: bool = True, optimize: bool = True, verbose: bool = True,
+            slow_limit: float = 30.0) -> dict[str, Result]:
     """Run PyTCP for each key of `which` among k2v4,k2v6,v2k4,v2k6 (others ignored).
 
-    v2k* runs with PyTCP's default options; with `nodelay` it is repeated with
-    TCP_NODELAY as key+"nd" (PyTCP's Nagle check holds every timestamped full segment).
+    v2k* runs with PyTCP's default options, cut at `slow_limit` seconds (its sender is
+    stop-and-wait there, ~0.25 Mbit/s, so 50 MB would take half an hour); with `nodelay`
+    it is repeated with TCP_NODELAY as key+"nd" (PyTCP's Nagle check holds every
+    timestamped full-sized segment, see docs/results-pytcp.md).
     """
     keys = [k for k in PATHS if k in which]
     if not keys:
@@ -407,7 +412,8 @@ def measure(which: list[str], nbytes: int, mtu: int = 1500, limit: float = 120.0
             if kind == "rx":
                 res, alive = _k2p(peer, ns, key, dst, port, nbytes, limit)
             else:
-                res, alive = _p2k(peer, ns, key, dst, port, nbytes, limit, nd)
+                res, alive = _p2k(peer, ns, key, dst, port, nbytes,
+                                  limit if nd else min(limit, slow_limit), nd)
             results[key] = res
             if verbose:
                 print(res.text(), flush=True)
@@ -428,6 +434,8 @@ def main() -> int:
     ap.add_argument("--only", default="k2v4,k2v6,v2k4,v2k6")
     ap.add_argument("--mtu", type=int, default=1500)
     ap.add_argument("--limit", type=float, default=120, help="seconds per transfer")
+    ap.add_argument("--slow-limit", type=float, default=30,
+                    help="seconds for PyTCP -> kernel with default options (stop-and-wait)")
     ap.add_argument("--no-O", dest="optimize", action="store_false",
                     help="run PyTCP without python -O (its log calls stay in)")
     args = ap.parse_args()
@@ -440,7 +448,7 @@ def main() -> int:
             print(setup())
             return 0
         measure(args.only.split(","), int(args.mbytes * 1e6), args.mtu, args.limit,
-                optimize=args.optimize)
+                optimize=args.optimize, slow_limit=args.slow_limit)
     except SetupError as e:
         print(f"pytcp_ref: {e}", file=sys.stderr)
         return 1
