@@ -279,3 +279,28 @@ def test_router_preference_rfc4191():
     rt.run(until=rt.now() + 8)
     sel = h._select_router()
     assert sel is not None and sel[1] == r2.ifaces[0].ll_addr().packed
+
+
+def test_temporary_addresses_rfc8981():
+    net = Net()
+    a = net.a
+    a.use_tempaddr = True
+    a.temp_preferred_lifetime = 60.0
+    a.temp_valid_lifetime = 120.0
+    net.rt.run(until=10)
+    temps = [x for x in a.ifaces[0].addrs6 if x.origin == "temporary"]
+    assert len(temps) == 1 and temps[0].state == "preferred"
+    first = temps[0]
+    assert first.addr in ipaddress.IPv6Network("2001:db8:1::/64")
+    assert first.packed != ipaddress.IPv6Address(net.slaac(a)).packed
+    b6 = net.slaac(net.b)
+    assert a.source_address_for(b6) == first.addr  # rule 7
+    got = net.ping(a, b6)
+    assert [str(m.dst) for m, _ in got] == [str(first.addr)]
+    net.rt.run(until=75)  # past the first one's preferred lifetime (at most 60 s)
+    temps = [x for x in a.ifaces[0].addrs6 if x.origin == "temporary"]
+    assert first.state == "deprecated" and len(temps) == 2
+    assert a.source_address_for(b6) != first.addr
+    net.rt.run(until=140)  # past its valid lifetime: gone
+    assert first not in a.ifaces[0].addrs6
+    assert any(x.origin == "temporary" and x.state == "preferred" for x in a.ifaces[0].addrs6)

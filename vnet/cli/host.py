@@ -52,6 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ra-interval", default="200,600", metavar="MIN,MAX",
                    help="seconds between unsolicited RAs in router mode (default 200,600)")
     p.add_argument("--no-ra", action="store_true", help="router mode without RAs")
+    p.add_argument("--ra-preference", choices=("high", "medium", "low"), default="medium",
+                   help="default router preference in our RAs (RFC 4191; default medium)")
+    p.add_argument("--tempaddr", action="store_true",
+                   help="also make temporary (privacy) SLAAC addresses and prefer them (RFC 8981)")
     p.add_argument("--no-dhcp", action="store_true", help="never run the DHCPv4 client")
     p.add_argument("--mtu", type=int, default=1500, help="interface MTU (default 1500)")
     p.add_argument("--name", default="host", help="name shown in replies (default host)")
@@ -232,6 +236,7 @@ async def _main(rt: AsyncioRuntime, args: argparse.Namespace, addrs: list[tuple[
     from vnet.phy.url import UrlError, attach
 
     host = Host(rt, args.name, router=args.router)
+    host.use_tempaddr = args.tempaddr
     stop = asyncio.Event()
     state: dict[str, Any] = {"stop": stop}
     attachments: list[Any] = []
@@ -256,7 +261,8 @@ async def _main(rt: AsyncioRuntime, args: argparse.Namespace, addrs: list[tuple[
             raise Fail(str(e)) from None
         if args.router and not args.no_ra:
             from vnet.stack.ra_daemon import RaDaemon
-            RaDaemon(host, min_interval=args.ra_min, max_interval=args.ra_max)
+            RaDaemon(host, min_interval=args.ra_min, max_interval=args.ra_max,
+                     preference=args.ra_preference)
         if not addrs and not args.router and not args.no_dhcp:
             from vnet.stack.dhcp4_client import Dhcp4Client
             for iface in host.ifaces:

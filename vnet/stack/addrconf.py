@@ -17,6 +17,7 @@ from vnet.stack.interface import (
     OPTIMISTIC,
     PREFERRED,
     SLAAC,
+    TEMPORARY,
     TENTATIVE,
     Addr6,
     Interface,
@@ -36,6 +37,11 @@ MAX_ROUTERS = 16
 ALL_ROUTERS = bytes.fromhex("ff020000000000000000000000000002")
 LL_PREFIX = bytes.fromhex("fe80000000000000")
 UNSPEC = b"\x00" * 16
+# RFC 8981 temporary addresses
+TEMP_VALID_LIFETIME = 2 * 86400.0
+TEMP_PREFERRED_LIFETIME = 86400.0
+REGEN_ADVANCE = 5.0  # 2 + TEMP_IDGEN_RETRIES * DupAddrDetectTransmits * RetransTimer
+MAX_DESYNC_FRACTION = 0.4
 
 
 def _life(v: int, now: float) -> float:
@@ -46,6 +52,10 @@ class AddrConf:
     def _init_addrconf(self: Any) -> None:
         self._lifetime_timer: Any = None
         self._nonces: dict[bytes, bytes] = {}
+        # RFC 8981 temporary addresses: off by default, as on Linux (use_tempaddr=0)
+        self.use_tempaddr = False
+        self.temp_valid_lifetime = TEMP_VALID_LIFETIME
+        self.temp_preferred_lifetime = TEMP_PREFERRED_LIFETIME
         self.rs_sent: dict[str, int] = {}
         self.ra_seen: dict[str, int] = {}
 
@@ -165,10 +175,13 @@ class AddrConf:
         a.state = DUPLICATE
         self._rebuild_local6()
         # Stable addresses get another identifier (RFC 7217 section 6); others stay duplicate.
-        if a.origin in (LINK_LOCAL, SLAAC) and a.dad_counter < IDGEN_RETRIES:
+        if a.origin in (LINK_LOCAL, SLAAC, TEMPORARY) and a.dad_counter < IDGEN_RETRIES:
             iface.addrs6.remove(a)
             if a.origin == LINK_LOCAL:
                 self._start_link_local(iface, a.dad_counter + 1)
+            elif a.origin == TEMPORARY:
+                self._temp_create(iface, a.packed[:8], a.valid_until, a.preferred_until,
+                                  self.rt.now(), a.dad_counter + 1)
             else:
                 self._slaac_add(iface, a.packed[:8], a.dad_counter + 1, a.valid_until,
                                 a.preferred_until)
@@ -281,6 +294,8 @@ class AddrConf:
                         self._src6_cache.clear()
             elif sum(1 for a in iface.addrs6 if a.origin == SLAAC) < MAX_SLAAC_ADDRS:
                 self._slaac_add(iface, p8, 0, valid, preferred)
+            if self.use_tempaddr:
+                self._temp_update(iface, p8, valid, preferred, now)
 
     def _slaac_add(self: Any, iface: Interface, p8: bytes, counter: int, valid: float,
                    preferred: float) -> None:
@@ -296,12 +311,67 @@ class AddrConf:
         self._start_dad(iface, a)
         self._schedule_lifetimes()
 
+    # ---- temporary addresses (RFC 8981) --------------------------------------------------
+
+    def _temps(self: Any, iface: Interface, p8: bytes) -> list[Addr6]:
+        return [a for a in iface.addrs6 if a.origin == TEMPORARY and a.packed[:8] == p8
+                and a.state != DUPLICATE]
+
+    def _temp_update(self: Any, iface: Interface, p8: bytes, valid: float, preferred: float,
+                     now: float) -> None:
+        temps = self._temps(iface, p8)
+        for a in temps:  # 3.4: never beyond the temporary maxima counted from creation
+            a.valid_until = min(valid, a.created + self.temp_valid_lifetime)
+            a.preferred_until = min(preferred, a.preferred_until)
+        if not any(a.preferred_until > now + REGEN_ADVANCE for a in temps):
+            self._temp_create(iface, p8, valid, preferred, now)
+
+    def _temp_create(self: Any, iface: Interface, p8: bytes, valid: float, preferred: float,
+                     now: float, counter: int = 0) -> None:
+        if sum(1 for a in iface.addrs6 if a.origin == TEMPORARY) >= MAX_SLAAC_ADDRS:
+            return
+        desync = self.rt.rng.uniform(0, MAX_DESYNC_FRACTION * self.temp_preferred_lifetime)
+        pref = min(preferred, now + self.temp_preferred_lifetime - desync)
+        if pref - now <= REGEN_ADVANCE:
+            return  # 3.3.1 step 7: too short to be worth it
+        iid = bytearray(self.rt.rng.getrandbits(64).to_bytes(8, "big"))
+        if iid[:7] == b"\xfd\xff\xff\xff\xff\xff\xff" or not any(iid):
+            iid[7] ^= 0x55  # keep clear of reserved identifiers (RFC 5453)
+        addr = p8 + bytes(iid)
+        if addr in self.local6:
+            return
+        a = Addr6(ipaddress.IPv6Address(addr), 64, TENTATIVE, TEMPORARY)
+        a.created = now
+        a.dad_counter = counter
+        a.valid_until = min(valid, now + self.temp_valid_lifetime)
+        a.preferred_until = pref
+        self._install6(iface, a)
+        self.stats["temp_addr"] += 1
+        self._start_dad(iface, a)
+        self._schedule_lifetimes()
+
+    def _temp_regenerate(self: Any, now: float) -> None:
+        """REGEN_ADVANCE before a temporary address is deprecated, make its successor."""
+        for iface in self.ifaces:
+            for a in [b for b in iface.addrs6 if b.origin == TEMPORARY and b.state != DUPLICATE]:
+                if a.preferred_until - REGEN_ADVANCE > now:
+                    continue
+                p8 = a.packed[:8]
+                if any(b.preferred_until > a.preferred_until for b in self._temps(iface, p8)):
+                    continue  # its successor exists
+                pub = next((b for b in iface.addrs6 if b.origin == SLAAC and b.packed[:8] == p8
+                            and b.state != DUPLICATE), None)
+                if pub is not None and pub.preferred_until > now:
+                    self._temp_create(iface, p8, pub.valid_until, pub.preferred_until, now)
+
     # ---- lifetimes ---------------------------------------------------------------------
 
     def _schedule_lifetimes(self: Any) -> None:
         now = self.rt.now()
         times = [t for i in self.ifaces for a in i.addrs6
                  for t in (a.valid_until, a.preferred_until) if now < t < float("inf")]
+        times += [a.preferred_until - REGEN_ADVANCE for i in self.ifaces for a in i.addrs6
+                  if a.origin == TEMPORARY and now < a.preferred_until - REGEN_ADVANCE]
         times += [e for e in self.routers.values() if e > now]
         times += [r.expires for r in self.routes6 if r.expires is not None and
                   now < r.expires < float("inf")]
@@ -322,6 +392,8 @@ class AddrConf:
                 elif a.preferred_until <= now and a.state == PREFERRED:
                     a.state = DEPRECATED
                     self._src6_cache.clear()
+        if self.use_tempaddr:
+            self._temp_regenerate(now)
         for key, e in list(self.routers.items()):
             if e <= now:
                 del self.routers[key]

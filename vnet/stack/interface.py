@@ -24,6 +24,7 @@ DUPLICATE = "duplicate"
 MANUAL = "manual"
 LINK_LOCAL = "link-local"
 SLAAC = "slaac"
+TEMPORARY = "temporary"
 DHCP = "dhcp"
 
 
@@ -31,7 +32,7 @@ class Addr6:
     """An IPv6 address entry (RFC 4862's address with its state and lifetimes)."""
 
     __slots__ = ("addr", "packed", "plen", "state", "origin", "valid_until", "preferred_until",
-                 "dad_probes", "dad_timer", "dad_counter")
+                 "dad_probes", "dad_timer", "dad_counter", "created")
 
     def __init__(self, addr: ipaddress.IPv6Address, plen: int, state: str, origin: str) -> None:
         self.addr = addr
@@ -44,6 +45,7 @@ class Addr6:
         self.dad_probes = 0
         self.dad_timer = None
         self.dad_counter = 0
+        self.created = 0.0
 
     @property
     def usable(self) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 from vnet.stack.interface import (
     DUPLICATE,
     OPTIMISTIC,
+    TEMPORARY,
     TENTATIVE,
     Addr6,
     Interface,
@@ -191,12 +192,14 @@ class IPv6Layer:
         if not cands:
             return None
         ds = _scope(dst)
+        use_temp = self.use_tempaddr
 
         def key(a: Addr6) -> tuple:
             s = _scope(a.packed)
             scope_rank = (0, s) if s >= ds else (1, -s)  # smallest scope >= dst's scope
+            # rule 7: prefer temporary addresses when they are in use (RFC 8981)
             return (scope_rank, a.state == "deprecated", a.state == OPTIMISTIC,
-                    -_common_prefix(a.packed, dst))
+                    use_temp and a.origin != TEMPORARY, -_common_prefix(a.packed, dst))
 
         return min(cands, key=key).packed
 
