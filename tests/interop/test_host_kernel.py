@@ -431,3 +431,47 @@ def test_dhcp_lease_from_dnsmasq_and_arp_conflict_detection(netns_factory):
             att.close()
 
     run(main, seed=6)
+
+
+def test_mld_reports_seen_by_linux_bridge_snooping(netns_factory):
+    """A Linux bridge with multicast snooping and its own querier learns our groups from
+    our MLDv2 reports (and our answers to its queries): `bridge mdb` lists them."""
+    need_tun()
+    need_tool("bridge")
+    ns = netns_factory("vhm")
+    tap = tapname()
+    br = f"br{uuid.uuid4().hex[:6]}"
+
+    async def main(rt: AsyncioRuntime) -> None:
+        host = Host(rt, "vh")
+        iface = host.add_interface("eth0")
+        await sh(ns, "ip", "link", "add", br, "type", "bridge", "mcast_snooping", "1",
+                 "mcast_querier", "1", "mcast_query_interval", "300", "mcast_startup_query_count", "1")
+        await sh(ns, "ip", "link", "set", br, "up")
+        att = await attach(f"tap://{tap}?netns={ns.name}", iface.port, rt)
+        try:
+            await sh(ns, "ip", "link", "set", tap, "master", br)
+            host.add_address("eth0", "fd6d::5/64")
+            group = "ff02::1:ff00:5"  # solicited-node group of fd6d::5
+
+            async def mdb() -> str:
+                return (await sh(ns, "bridge", "mdb", "show", "dev", br))[1]
+
+            end = time.monotonic() + 20
+            out = ""
+            while time.monotonic() < end:
+                out = await mdb()
+                if group in out and tap in out:
+                    break
+                await asyncio.sleep(0.3)
+            assert group in out and tap in out, (out, dict(host.stats))
+            assert host.stats["mld_report_tx"] >= 2
+            # the bridge's querier (every 3 s) gets answers; the group stays learned
+            assert await wait_for(lambda: host.stats["mld_query_rx"], 12.0), dict(host.stats)
+            reports = host.stats["mld_report_tx"]
+            assert await wait_for(lambda: host.stats["mld_report_tx"] > reports, 12.0)
+            assert group in await mdb()
+        finally:
+            att.close()
+
+    run(main, seed=7)
