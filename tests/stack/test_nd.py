@@ -304,3 +304,35 @@ def test_temporary_addresses_rfc8981():
     net.rt.run(until=140)  # past its valid lifetime: gone
     assert first not in a.ifaces[0].addrs6
     assert any(x.origin == "temporary" and x.state == "preferred" for x in a.ifaces[0].addrs6)
+
+
+def test_mldv1_query_switches_to_v1_reports():
+    from scapy.layers.inet6 import ICMPv6MLDone, ICMPv6MLReport, IPv6
+    from scapy.layers.l2 import Ether
+
+    rt = SimRuntime(seed=1)
+    h = Host(rt)
+    iface = h.add_interface("eth0")
+    frames = []
+    iface.port.attach(frames.append)
+    rt.run(until=3)
+    frames.clear()
+    src = ipaddress.IPv6Address("fe80::1").packed
+    allnodes = bytes.fromhex("ff020000000000000000000000000001")
+    q = icmp6.build(130, 0, bytes((0, 100, 0, 0)) + bytes(16), src, allnodes)  # 24 bytes: v1
+    ext = ipv6.hbh_router_alert(58)
+    pkt = ipv6.build(src, allnodes, 0, len(ext) + len(q), 1) + ext + q
+    iface.port.receive(b"\x33\x33\0\0\0\1" + b"\x02\0\0\0\0\1" + b"\x86\xdd" + pkt)
+    rt.run(until=4)
+    v1 = [Ether(f) for f in frames if len(f) > 62 and f[62] == 131]
+    assert v1 and h.stats["mld_v1_query_rx"] == 1
+    for r in v1:
+        assert r[IPv6].dst == str(r[ICMPv6MLReport].mladdr)  # sent to the group itself
+        assert r[IPv6].hlim == 1
+    group = ipv6.solicited_node(bytes.fromhex("20010db8000000000000000000000042"))
+    h.join6(iface, group)
+    frames.clear()
+    h.leave6(iface, group)
+    done = [Ether(f) for f in frames if len(f) > 62 and f[62] == 132]
+    assert done and done[0][IPv6].dst == "ff02::2"
+    assert done[0][ICMPv6MLDone].mladdr == str(ipaddress.IPv6Address(group))

@@ -1,5 +1,8 @@
 """MLDv2 listener (RFC 3810) for the groups the host joins: unsolicited reports on
-join and leave (robustness 2), and answers to general and group queries.
+join and leave (robustness 2), and answers to general and group queries. After an
+MLDv1 query the interface falls back to MLDv1 (RFC 3810 section 8) for the Older
+Version Querier Present Timeout: one v1 report per group, sent to the group, and a
+Done message to all-routers on leave.
 
 Reports carry the hop-by-hop Router Alert option and hop limit 1; they come from
 the link-local address, or from :: before it is ready (RFC 3810 5.2.13). The
@@ -18,6 +21,8 @@ ALL_NODES = bytes.fromhex("ff020000000000000000000000000001")
 ROBUSTNESS = 2
 UNSOLICITED_INTERVAL = 1.0
 UNSPEC = b"\x00" * 16
+ALL_ROUTERS = bytes.fromhex("ff020000000000000000000000000002")
+OLDER_VERSION_QUERIER_TIMEOUT = 260.0  # robustness 2 x query interval 125 s + 10 s
 
 
 def _reportable(group: bytes) -> bool:
@@ -27,6 +32,7 @@ def _reportable(group: bytes) -> bool:
 class MldListener:
     def _init_mld(self: Any) -> None:
         self._mld_pending: dict[str, Any] = {}
+        self._mld_v1_until: dict[str, float] = {}  # interface -> end of MLDv1 compatibility
 
     def join6(self: Any, iface: Interface, group: bytes) -> None:
         n = iface.groups6.get(group, 0)
@@ -64,11 +70,21 @@ class MldListener:
             return
         ll = iface.ll_addr()
         src = ll.packed if ll is not None else UNSPEC
-        msg = icmp6.mld2_report(records, src, MLDV2_ROUTERS)
+        if self._mld_v1_until.get(iface.name, 0.0) > self.rt.now():
+            for rtype, group in records:
+                if rtype == icmp6.CHANGE_TO_INCLUDE:
+                    self._mld_out(iface, src, ALL_ROUTERS,
+                                  icmp6.mld1(icmp6.MLD1_DONE, group, src, ALL_ROUTERS))
+                else:
+                    self._mld_out(iface, src, group, icmp6.mld1(icmp6.MLD1_REPORT, group, src, group))
+            return
+        self._mld_out(iface, src, MLDV2_ROUTERS, icmp6.mld2_report(records, src, MLDV2_ROUTERS))
+
+    def _mld_out(self: Any, iface: Interface, src: bytes, dst: bytes, msg: bytes) -> None:
         ext = ipv6.hbh_router_alert(ipv6.ICMPV6)
-        pkt = ipv6.build(src, MLDV2_ROUTERS, ipv6.HOPOPTS, len(ext) + len(msg), 1) + ext + msg
+        pkt = ipv6.build(src, dst, ipv6.HOPOPTS, len(ext) + len(msg), 1) + ext + msg
         self.stats["mld_report_tx"] += 1
-        self._xmit(iface, ipv6.multicast_mac(MLDV2_ROUTERS), b"\x86\xdd", pkt)
+        self._xmit(iface, ipv6.multicast_mac(dst), b"\x86\xdd", pkt)
 
     def _mld_query_rx(self: Any, iface: Interface, h: Any, msg: memoryview) -> None:
         if h.hop_limit != 1 or not (h.src[0] == 0xFE and (h.src[1] & 0xC0) == 0x80):
@@ -76,6 +92,9 @@ class MldListener:
             return
         delay_ms, group = icmp6.parse_mld_query(msg)
         self.stats["mld_query_rx"] += 1
+        if len(msg) == 24:  # an MLDv1 query: fall back (RFC 3810 8.2.1)
+            self.stats["mld_v1_query_rx"] += 1
+            self._mld_v1_until[iface.name] = self.rt.now() + OLDER_VERSION_QUERIER_TIMEOUT
         delay = self.rt.rng.uniform(0, max(delay_ms, 1) / 1000.0)
         if group == UNSPEC:
             if iface.name not in self._mld_pending:

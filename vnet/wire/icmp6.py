@@ -250,6 +250,11 @@ def parse_mld2_report(msg: bytes | memoryview) -> list[tuple[int, bytes]]:
     return out
 
 
+def mld1(msg_type: int, group: bytes, src: bytes, dst: bytes) -> bytes:
+    """An MLDv1 Report or Done (RFC 2710): max delay 0, reserved, the group."""
+    return build(msg_type, 0, b"\x00" * 4 + group, src, dst)
+
+
 def parse_mld_query(msg: bytes | memoryview) -> tuple[int, bytes]:
     """(maximum response delay in ms, group or :: for general) of an MLDv1/v2 query."""
     if len(msg) < 24:
