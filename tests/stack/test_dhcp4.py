@@ -24,7 +24,8 @@ def scapy_dhcp_server(port: Port, offered: str, log: list[str], nak_first: bool 
 
     def reply(pkt, mtype: str) -> bytes:
         opts = [("message-type", mtype), ("server_id", "10.9.0.1"), ("lease_time", 100),
-                ("subnet_mask", "255.255.255.0"), ("router", "10.9.0.1"), "end"]
+                ("subnet_mask", "255.255.255.0"), ("router", "10.9.0.1"),
+                ("name_server", "10.9.0.53"), "end"]
         if mtype == "nak":
             opts = [("message-type", "nak"), ("server_id", "10.9.0.1"), "end"]
         return bytes(Ether(src=SERVER_MAC, dst="ff:ff:ff:ff:ff:ff") /
@@ -86,6 +87,7 @@ def test_dhcp_lease_probe_and_renew():
     r = h.routes4.get(0, 0)
     assert r is not None and r.gateway == ipaddress.IPv4Address("10.9.0.1").packed
     assert log[:2] == ["discover", "request"]
+    assert h.dns_servers() == [{"server": "10.9.0.53", "dev": "eth0", "source": "dhcp"}]
     rt.run(until=70)  # T1 = 50 s: a unicast renewal REQUEST is answered with an ACK
     assert log.count("request") >= 2 and client.state == "bound"
 

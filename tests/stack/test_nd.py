@@ -242,6 +242,7 @@ def test_ra_from_scapy_configures_slaac():
         ICMPv6ND_RA,
         ICMPv6NDOptMTU,
         ICMPv6NDOptPrefixInfo,
+        ICMPv6NDOptRDNSS,
         ICMPv6NDOptSrcLLAddr,
         IPv6,
     )
@@ -255,13 +256,15 @@ def test_ra_from_scapy_configures_slaac():
           IPv6(src="fe80::aa", dst="ff02::1", hlim=255) / ICMPv6ND_RA(routerlifetime=600) /
           ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:aa") / ICMPv6NDOptMTU(mtu=1400) /
           ICMPv6NDOptPrefixInfo(prefix="2001:db8:77::", prefixlen=64, validlifetime=3600,
-                                preferredlifetime=1800))
+                                preferredlifetime=1800) /
+          ICMPv6NDOptRDNSS(lifetime=900, dns=["2001:db8:77::53"]))
     iface.port.receive(bytes(ra))
     rt.run(until=6)
     slaac = [a for a in iface.addrs6 if a.origin == "slaac"]
     assert len(slaac) == 1 and slaac[0].state == "preferred"
     assert slaac[0].addr in ipaddress.IPv6Network("2001:db8:77::/64")
     assert iface.mtu == 1400 and h.default_routers()
+    assert [(d["server"], d["lifetime"]) for d in h.dns_servers()] == [("2001:db8:77::53", 897)]
 
 
 def test_router_preference_rfc4191():

@@ -212,6 +212,9 @@ def make_console(host: Host, rt: AsyncioRuntime, state: dict[str, Any]) -> Conso
     c.add("ping6", lambda w: ping(host, rt, w, 6), "ADDR [COUNT [SIZE]]", "ICMPv6 echo to ADDR")
     c.add("stats", lambda w: host.counters(), "", "counters (drops by reason, caches, ports)")
     c.add("routers", lambda w: host.default_routers(), "", "the IPv6 default router list")
+    c.add("dns", lambda w: host.dns_servers(), "", "DNS servers learned from RAs and DHCP")
+    c.add("dhcp", lambda w: {n: d.describe() for n, d in host.dhcp.items()}, "",
+          "DHCPv4 client state and lease per interface")
     c.add("shutdown", lambda w: (state["stop"].set(), "bye")[1], "", "stop the host")
     register_more_commands(c, host, rt)
     return c

@@ -34,6 +34,7 @@ INFINITY = 0xFFFFFFFF
 MAX_SLAAC_ADDRS = 16  # per interface: a flood of RAs cannot add addresses without bound
 MAX_RA_PREFIXES = 64
 MAX_ROUTERS = 16
+MAX_DNS = 8
 ALL_ROUTERS = bytes.fromhex("ff020000000000000000000000000002")
 LL_PREFIX = bytes.fromhex("fe80000000000000")
 UNSPEC = b"\x00" * 16
@@ -52,6 +53,7 @@ class AddrConf:
     def _init_addrconf(self: Any) -> None:
         self._lifetime_timer: Any = None
         self._nonces: dict[bytes, bytes] = {}
+        self.dns6: dict[tuple[str, bytes], float] = {}  # RFC 8106 RDNSS -> expiry
         # RFC 8981 temporary addresses: off by default, as on Linux (use_tempaddr=0)
         self.use_tempaddr = False
         self.temp_valid_lifetime = TEMP_VALID_LIFETIME
@@ -248,6 +250,14 @@ class AddrConf:
                     iface.mtu = mtu
             elif t == icmp6.OPT_PREFIX:
                 self._prefix_rx(iface, icmp6.parse_prefix(opt), now)
+            elif t == icmp6.OPT_RDNSS:
+                life, servers = icmp6.parse_rdnss(opt)
+                for srv in servers[:MAX_DNS]:
+                    key = (iface.name, srv)
+                    if life == 0:
+                        self.dns6.pop(key, None)
+                    elif key in self.dns6 or len(self.dns6) < MAX_DNS:
+                        self.dns6[key] = _life(life, now)
         self._schedule_lifetimes()
 
     def _prefix_rx(self: Any, iface: Interface, pi: icmp6.PrefixInfo, now: float) -> None:

@@ -155,11 +155,14 @@ class Dhcp4Client:
         t2 = struct.unpack("!I", m.options[dhcp4.OPT_REBINDING_T2][:4])[0] \
             if dhcp4.OPT_REBINDING_T2 in m.options else lease * 0.875
         router = m.options.get(dhcp4.OPT_ROUTER, b"")[:4]
+        dns = m.options.get(dhcp4.OPT_DNS, b"")
         addr = ipaddress.IPv4Interface((m.yiaddr, plen))
         self.lease = {"addr": str(addr), "server": str(ipaddress.IPv4Address(
             m.options.get(dhcp4.OPT_SERVER_ID, m.siaddr)[:4])), "lease": lease,
             "router": str(ipaddress.IPv4Address(router)) if len(router) == 4 else None,
-            "acquired": self.rt.now(), "t1": t1, "t2": t2}
+            "acquired": self.rt.now(), "t1": t1, "t2": t2,
+            "dns": [str(ipaddress.IPv4Address(dns[i:i + 4]))
+                    for i in range(0, len(dns) - 3, 4)][:8]}
         self.server_id = m.options.get(dhcp4.OPT_SERVER_ID, m.siaddr)[:4]
         if self.state in (RENEWING, REBINDING) and self.addr == addr:
             self._bound()

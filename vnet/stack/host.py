@@ -342,6 +342,18 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
             rows.append({"prefix": "::/0", "via": r["addr"], "dev": r["dev"], "origin": "ra"})
         return rows
 
+    def dns_servers(self) -> list[dict[str, Any]]:
+        """Recursive DNS servers learned from RAs (RDNSS) and DHCPv4 (option 6)."""
+        now = self.rt.now()
+        out: list[dict[str, Any]] = [
+            {"server": str(ipaddress.IPv6Address(a)), "dev": n, "source": "ra",
+             "lifetime": "forever" if e == float("inf") else round(e - now)}
+            for (n, a), e in self.dns6.items() if e > now]
+        for name, d in self.dhcp.items():
+            for srv in d.lease.get("dns", []):
+                out.append({"server": srv, "dev": name, "source": "dhcp"})
+        return out
+
     def describe_neighbors(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for iface in self.ifaces:

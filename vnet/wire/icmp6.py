@@ -154,6 +154,19 @@ def parse_prefix(opt: bytes) -> PrefixInfo:
     return PrefixInfo(plen, flags, valid, pref, prefix)
 
 
+def rdnss_option(servers: list[bytes], lifetime: int) -> bytes:
+    """Recursive DNS Server option (RFC 8106 5.1)."""
+    return bytes((OPT_RDNSS, 1 + 2 * len(servers), 0, 0)) + struct.pack("!I", lifetime) + \
+        b"".join(servers)
+
+
+def parse_rdnss(opt: bytes) -> tuple[int, list[bytes]]:
+    if len(opt) < 24 or (len(opt) - 8) % 16:
+        raise WireError("RDNSS option needs 8 + 16*n bytes (n >= 1)")
+    (life,) = struct.unpack_from("!I", opt, 4)
+    return life, [opt[i:i + 16] for i in range(8, len(opt), 16)]
+
+
 def mtu_option(mtu: int) -> bytes:
     return _MTU.pack(OPT_MTU, 1, 0, mtu)
 
