@@ -57,6 +57,7 @@ class Plug:
     """`vde_plug DIR` driven over pipes: send frames, receive them with arrival times."""
 
     def __init__(self, sw: Path, procs: list[Proc]) -> None:
+        self.sw = sw
         self.proc = Proc(["vde_plug", str(sw)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL)
         procs.append(self.proc)
@@ -77,8 +78,12 @@ class Plug:
 
     def send(self, frame: bytes) -> float:
         t = time.monotonic()
-        self.proc.p.stdin.write(encode(frame))
-        self.proc.p.stdin.flush()
+        try:
+            self.proc.p.stdin.write(encode(frame))
+            self.proc.p.stdin.flush()
+        except BrokenPipeError:
+            raise AssertionError(f"vde_plug on {self.sw} exited with status "
+                                 f"{self.proc.p.poll()}") from None
         return t
 
     def drain(self) -> None:
@@ -120,6 +125,7 @@ def net(request, tmp_path):
 
     class Net:
         sw1, sw2 = dirs
+        procs_ = procs
         tmp = tmp_path
         plug1 = Plug(dirs[0], procs)
         plug2 = Plug(dirs[1], procs)
@@ -167,13 +173,15 @@ def cross(src: Plug, dst: Plug, srcmac: bytes, n: int, gap: float = 0.03,
     return out
 
 
-def wait_linked(net, timeout: float = 10.0) -> None:
+def wait_linked(net, timeout: float = 20.0) -> None:
     """Until a frame crosses the wire (the wire's plugs have joined both switches)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if cross(net.plug1, net.plug2, MAC1, 1, gap=0, timeout=0.5):
             return
-    raise AssertionError("no frame crossed the wire")
+    state = [f"{' '.join(map(str, p.p.args))[:60]}: {'running' if p.p.poll() is None else p.p.poll()}"
+             for p in net.procs_]
+    raise AssertionError(f"no frame crossed the wire in {timeout} s; processes: {state}")
 
 
 @pytest.mark.parametrize("net", ["vde_switch", "vnet"], indirect=True)
