@@ -64,6 +64,7 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
         self.error_handlers: dict[int, ErrorHandler] = {}
         self.stats: Counter[str] = Counter()
         self.addr_cache = AddrCache()
+        self._packed: dict[Any, bytes] = {}
         self.echo = EchoTable()
         self.icmp_limit = TokenBucket(icmp_rate, icmp_burst)
         self.pmtu: dict[bytes, tuple[int, float]] = {}
@@ -96,6 +97,7 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
         iface.forwarding = self.router
         self.ifaces.append(iface)
         self.by_name[name] = iface
+        self.routes4.version += 1  # cached routes may name the first interface
         self._iface_up4(iface)
         self._iface_up6(iface)
         return iface
@@ -201,11 +203,21 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
             dst = ipaddress.ip_address(dst)
         if isinstance(src, str):
             src = ipaddress.ip_address(src)
+        # `.packed` is recomputed by ipaddress on every access: remember it per address.
+        pk = self._packed
+        d = pk.get(dst)
+        if d is None:
+            if len(pk) >= 4096:
+                pk.clear()
+            d = pk[dst] = dst.packed
+        s = None
+        if src is not None:
+            s = pk.get(src)
+            if s is None:
+                s = pk[src] = src.packed
         if dst.version == 4:
-            return self._send4(dst.packed, proto, payload, src.packed if src else None, hop_limit)
-        scope = getattr(dst, "scope_id", None)
-        return self._send6(dst.packed, proto, payload, src.packed if src else None, hop_limit,
-                           scope)
+            return self._send4(d, proto, payload, s, hop_limit)
+        return self._send6(d, proto, payload, s, hop_limit, dst.scope_id)
 
     def source_address_for(self, dst: Any) -> IPAddress | None:
         if isinstance(dst, str):

@@ -40,6 +40,8 @@ class IPv4Layer(AcdMixin):
         self.bcast4: set[bytes] = {BCAST}
         self.ident4 = self.rt.rng.getrandbits(16)
         self.dest_cache4: dict[bytes, tuple[Interface, bytes]] = {}  # redirects: dst -> gateway
+        self._rc4: dict[bytes, tuple[Any, Any, bytes]] = {}
+        self._rc4_version = -1
         self._init_acd()
 
     def _iface_up4(self: Any, iface: Interface) -> None:
@@ -92,6 +94,19 @@ class IPv4Layer(AcdMixin):
     # ---- routing -----------------------------------------------------------------------
 
     def _route4(self: Any, dst: bytes) -> tuple[Route | None, Interface | None, bytes]:
+        # A per-destination cache, emptied whenever the table (or a redirect) changes.
+        v = self.routes4.version
+        if v != self._rc4_version:
+            self._rc4.clear()
+            self._rc4_version = v
+        res = self._rc4.get(dst)
+        if res is None:
+            res = self._route4_lookup(dst)
+            if len(self._rc4) < 4096:
+                self._rc4[dst] = res
+        return res
+
+    def _route4_lookup(self: Any, dst: bytes) -> tuple[Route | None, Interface | None, bytes]:
         if dst == BCAST or _is_mcast4(dst):
             iface = self.ifaces[0] if self.ifaces else None
             return None, iface, dst
@@ -394,6 +409,7 @@ class IPv4Layer(AcdMixin):
         if len(self.dest_cache4) >= 4096:
             self.dest_cache4.pop(next(iter(self.dest_cache4)))
         self.dest_cache4[q.dst] = (iface, gw)
+        self.routes4.version += 1  # drop cached routes
 
     def _icmp4_error(self: Any, pkt: bytes | memoryview, t: int, code: int, mtu: int = 0) -> None:
         """Send an ICMP error about `pkt`, unless RFC 1122 3.2.2 forbids or the limiter refuses."""

@@ -38,6 +38,7 @@ class RouteTable:
         self._by_len: dict[int, dict[int, Route]] = {}
         self._lens: list[int] = []  # present prefix lengths, longest first
         self.count = 0
+        self.version = 0  # bumped on every change, so callers may cache lookups
 
     def _mask(self, plen: int) -> int:
         return ((1 << plen) - 1) << (self.bits - plen) if plen else 0
@@ -56,6 +57,7 @@ class RouteTable:
                 raise ValueError(f"routing table full ({self.max_routes} routes)")
             self.count += 1
         r = table[network] = Route(network, plen, iface, gateway, origin, expires)
+        self.version += 1
         return r
 
     def remove(self, network: int, plen: int) -> Route | None:
@@ -65,6 +67,7 @@ class RouteTable:
         r = table.pop(network & self._mask(plen), None)
         if r is not None:
             self.count -= 1
+            self.version += 1
             if not table:
                 del self._by_len[plen]
                 self._lens = sorted(self._by_len, reverse=True)
