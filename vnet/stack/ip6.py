@@ -306,9 +306,15 @@ class IPv6Layer:
         self._deliver6(iface, pkt, h)
 
     def _deliver6(self: Any, iface: Interface, pkt: memoryview, h: ipv6.IPv6Header) -> None:
+        nh = h.next_header
+        if nh == 6 or nh == 17:  # no extension headers: the common case, straight through
+            handler = self.transports.get(nh)
+            if handler is not None:
+                handler(self._meta6(iface, h), pkt[40:])
+                return
         st = self.stats
         try:
-            ch = ipv6.walk(pkt, h.next_header, len(pkt))
+            ch = ipv6.walk(pkt, nh, len(pkt))
         except WireError:
             st["ip6_bad_ext"] += 1
             return
