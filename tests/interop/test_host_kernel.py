@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import os
 import subprocess
 import sys
@@ -475,3 +476,62 @@ def test_mld_reports_seen_by_linux_bridge_snooping(netns_factory):
             att.close()
 
     run(main, seed=7)
+
+
+def test_cli_host_configures_itself_from_dnsmasq_and_radvd(netns_factory):
+    """`vnet host --attach tap://...` with no --addr: DHCPv4 from dnsmasq and SLAAC from
+    radvd; `vnet ctl addr` shows both and the kernel pings the host on each."""
+    need_tun()
+    need_tool("dnsmasq", "radvd", "ping")
+    ns = netns_factory("vha")
+    tap = tapname()
+    tmp = tempfile.mkdtemp(prefix="vnet-auto-")
+    sock = os.path.join(tmp, "h.ctl")
+    with open(os.path.join(tmp, "radvd.conf"), "w") as f:
+        f.write(f"interface {tap} {{\n  AdvSendAdvert on;\n  MinRtrAdvInterval 3;\n"
+                f"  MaxRtrAdvInterval 4;\n  prefix fd72:1::/64 {{ }};\n}};\n")
+    procs: list[subprocess.Popen] = []
+    try:
+        procs.append(subprocess.Popen([sys.executable, "-m", "vnet", "host", "--attach",
+                                       f"tap://{tap}?netns={ns.name}", "--ctl", sock],
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        end = time.monotonic() + 15
+        while not os.path.exists(sock) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert os.path.exists(sock)
+        ns.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        ns.run("ip", "addr", "add", "10.72.0.1/24", "dev", tap)
+        ns.run("ip", "addr", "add", "fd72:1::1/64", "dev", tap, "nodad")
+        procs.append(ns.popen("dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
+                              f"--interface={tap}", "--bind-interfaces", "--user=root",
+                              "--dhcp-range=10.72.0.50,10.72.0.60,255.255.255.0,10m",
+                              f"--dhcp-leasefile={tmp}/leases", f"--pid-file={tmp}/dnsmasq.pid",
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(ns.popen("radvd", "-n", "-C", os.path.join(tmp, "radvd.conf"), "-p",
+                              os.path.join(tmp, "radvd.pid"), "-m", "stderr",
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        v4 = v6 = None
+        end = time.monotonic() + 40
+        while (v4 is None or v6 is None) and time.monotonic() < end:
+            r = subprocess.run([sys.executable, "-m", "vnet", "ctl", sock, "--json", "addr"],
+                               capture_output=True, text=True, timeout=30)
+            rows = json.loads(r.stdout) if r.returncode == 0 else []
+            for row in rows:
+                if row["origin"] == "dhcp":
+                    v4 = row["addr"].split("/")[0]
+                if row["origin"] == "slaac" and row["state"] == "preferred":
+                    v6 = row["addr"].split("/")[0]
+            time.sleep(0.5)
+        assert v4 and ipaddress.IPv4Address(v4) in ipaddress.IPv4Network("10.72.0.0/24"), rows
+        assert v6 and ipaddress.IPv6Address(v6) in ipaddress.IPv6Network("fd72:1::/64"), rows
+        assert ns.run("ping", "-c", "1", "-W", "2", v4, check=False).returncode == 0
+        assert ns.run("ping", "-6", "-c", "1", "-W", "2", v6, check=False).returncode == 0
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
