@@ -144,3 +144,54 @@ def test_malformed_frame_is_detected(tmp_path):
     assert len(tshark_fields(path, "frame.number")) == 2
     bad = tshark_fields(path, "frame.number", display_filter="_ws.malformed")
     assert [r[0] for r in bad] == ["2"]
+
+
+def test_tshark_reads_vnet_switch_daemon_capture(tmp_path):
+    """`vnet switch --pcap`: frames from two Debian vde_plug clients, read back by tshark."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from vnet.wire.stream import encode
+
+    need_tool("tshark", "vde_plug")
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    sw, path = tmp_path / "sw", tmp_path / "switch.pcapng"
+    switch = subprocess.Popen([sys.executable, "-m", "vnet", "switch", "-s", str(sw), "--pcap",
+                               str(path), "--mtu", "9000"],  # the traffic has a jumbo frame stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, env=env)
+    plugs = []
+    try:
+        end = time.monotonic() + 20
+        while not (sw / "ctl").exists():
+            assert switch.poll() is None and time.monotonic() < end, "switch did not start"
+            time.sleep(0.05)
+        for _ in range(2):
+            plugs.append(subprocess.Popen(["vde_plug", str(sw)], stdin=subprocess.PIPE,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(0.5)
+        frames = traffic()
+        for who, f in frames:
+            p = plugs[0] if who == "h1" else plugs[1]
+            p.stdin.write(encode(f))
+            p.stdin.flush()
+            time.sleep(0.005)
+        time.sleep(0.5)
+    finally:
+        for p in plugs:
+            p.kill()
+            p.wait(5)
+        switch.terminate()
+        try:
+            switch.wait(10)
+        except subprocess.TimeoutExpired:
+            switch.kill()
+            switch.wait(5)
+    rows = tshark_fields(path, "frame.number", "frame.interface_name", "frame.protocols")
+    # every frame enters the switch once (inbound on its port) and leaves on the other
+    inbound = tshark_fields(path, "frame.number", display_filter="frame.packet_flags_direction == 1")
+    assert len(inbound) == len(frames)
+    assert len(rows) >= 2 * len(frames) - 2  # the two first-sent may flood before learning
+    assert tshark_fields(path, "frame.number", display_filter="_ws.malformed") == []
+    assert {r[1] for r in rows} == {"port1", "port2"}
