@@ -134,3 +134,32 @@ def test_asyncio_streams_and_datagrams_real_time() -> None:
     out, data, reply = run_realtime(main, seed=1)
     assert out == [True, True]
     assert data == b"query" and reply[0] == b"yreuq" and reply[1] == ("fd01::2", 5353)
+
+
+def test_mtu_learned_by_another_connection() -> None:
+    """Connection 2 is open before connection 1 gets the router's ICMP error; the host then
+    refuses 2's big segments locally (DF), and 2 must shrink its MSS by itself."""
+    net = Net(seed=4, ra=False)
+    net.r.iface("eth1").mtu = 1400
+    net.rt.run(until=3)
+    got: dict[int, bytearray] = {}
+
+    def accept(c):
+        buf = got.setdefault(c.rport, bytearray())
+        c.on_data = buf.extend
+        c.on_eof = c.close
+
+    tcp_of(net.b).listen(5001, accept)
+    c1 = tcp_of(net.a).connect("10.0.2.2", 5001)
+    c2 = tcp_of(net.a).connect("10.0.2.2", 5001)
+    net.rt.run(until=net.rt.now() + 1)
+    assert c2.mss == 1460
+    data = random.Random(2).randbytes(200_000)
+    c1.send(data)
+    c1.close()
+    net.rt.run(until=net.rt.now() + 5)
+    assert bytes(got[c1.lport]) == data and net.a.path_mtu(c2.remote) == 1400
+    c2.send(data)
+    c2.close()
+    net.rt.run(until=net.rt.now() + 20)
+    assert bytes(got[c2.lport]) == data and c2.mss == 1360

@@ -398,7 +398,12 @@ class Connection:
         seg[16] = c >> 8
         seg[17] = c & 0xFF
         self.tx_segments += 1
-        self._ip_send(self.remote, 6, seg, self.local)
+        if not self._ip_send(self.remote, 6, seg, self.local) and payload \
+                and not self._pmtu_check_due:
+            # refused: maybe too big for a path MTU learned meanwhile (e.g. by another
+            # connection's ICMP error); look again once the current call is done
+            self._pmtu_check_due = True
+            self.rt.call_soon(self._pmtu_recheck)
 
     def _window(self) -> int:
         """The window field for the next segment; moves RCV.ADV (never backwards)."""
@@ -1217,6 +1222,13 @@ class Connection:
             self._notify_close(err)
 
     # ------------------------------------------------------------------ ICMP
+    _pmtu_check_due = False
+
+    def _pmtu_recheck(self) -> None:
+        self._pmtu_check_due = False
+        if self.state != CLOSED:
+            self.icmp_error("ptb")
+
     def icmp_error(self, kind: str) -> None:
         """An ICMP error quoting one of our segments (RFC 5927 / RFC 1122 4.2.3.9)."""
         if kind == "ptb":
