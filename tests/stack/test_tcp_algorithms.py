@@ -32,7 +32,7 @@ def test_newreno_slow_start_avoidance_and_loss() -> None:
     cc = NewReno(mss)
     assert cc.cwnd == initial_window(mss) == 10 * mss
     cc.on_ack(10 * mss, 0, None)
-    assert cc.cwnd == 12 * mss  # ABC, L = 2 SMSS per ACK
+    assert cc.cwnd == 20 * mss  # byte counting, no per-ACK cap (as Linux)
     cc.on_loss(flight=20 * mss, now=0)
     assert cc.ssthresh == 10 * mss and cc.cwnd == 10 * mss
     for _ in range(10):

@@ -26,8 +26,10 @@ class NewReno:
     def on_ack(self, acked: int, now: float, rtt: float | None) -> None:
         mss = self.mss
         if self.cwnd < self.ssthresh:
-            # slow start with appropriate byte counting, L = 2 SMSS (RFC 3465)
-            self.cwnd += min(acked, 2 * mss)
+            # slow start, counting bytes (RFC 3465) without its L = 2 SMSS cap per ACK, as
+            # Linux does: a receiver that ACKs once per read burst (ours, or one behind
+            # GRO) would otherwise hold slow start down to 2 SMSS per burst
+            self.cwnd = min(self.cwnd + acked, max(self.ssthresh, self.cwnd + mss))
         else:
             self._acc += acked
             if self._acc >= self.cwnd:
@@ -72,7 +74,7 @@ class Cubic(NewReno):
     def on_ack(self, acked: int, now: float, rtt: float | None) -> None:
         mss = self.mss
         if self.cwnd < self.ssthresh:
-            self.cwnd += min(acked, 2 * mss)
+            self.cwnd = min(self.cwnd + acked, max(self.ssthresh, self.cwnd + mss))
             return
         cwnd_seg = self.cwnd / mss
         if self.epoch is None:
