@@ -461,3 +461,49 @@ def test_markov_mode_over_the_control_socket(tmp_path):
         assert call(str(mgmt), "showcurrent") == 'Current Markov Node 0 "" (0,..,0)'
     finally:
         p.stop()
+
+
+def test_blink_reports_each_delivered_frame(tmp_path):
+    """--blink/--blinkid: one `ID DIR LEN` datagram per frame leaving the wire, as wirefilter."""
+    import socket
+
+    blink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    blink.bind(str(tmp_path / "blink"))
+    blink.settimeout(10)
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a.bind(("127.0.0.1", 0))
+    b.bind(("127.0.0.1", 0))
+    with socket.socket() as s1, socket.socket() as s2:
+        s1.bind(("127.0.0.1", 0))
+        s2.bind(("127.0.0.1", 0))
+        wa, wb = s1.getsockname()[1], s2.getsockname()[1]
+    a.connect(("127.0.0.1", wa))
+    b.connect(("127.0.0.1", wb))
+    b.settimeout(0.5)
+    p = Proc(vnet_cmd("wirefilter", f"udp://{wa}:127.0.0.1:{a.getsockname()[1]}",
+                      f"udp://{wb}:127.0.0.1:{b.getsockname()[1]}", "--blink",
+                      str(tmp_path / "blink"), "--blinkid", "cable7", "-q"),
+             stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    try:
+        end = time.monotonic() + 20
+        while True:  # until the wire is up
+            assert time.monotonic() < end, "no frame crossed"
+            try:
+                a.send(frame(MAC1, 1))
+                b.recv(2048)
+                break
+            except (TimeoutError, ConnectionRefusedError):
+                continue
+        assert blink.recv(100) == f"cable7 LR {len(frame(MAC1, 1)) + 2}\n".encode()
+        b.send(frame(MAC2, 2) + b"pad")
+        a.settimeout(5)
+        a.recv(2048)
+        msgs = []
+        while not msgs or msgs[-1].startswith(b"cable7 LR"):
+            msgs.append(blink.recv(100))
+        assert msgs[-1] == f"cable7 RL {len(frame(MAC2, 2)) + 5}\n".encode()
+    finally:
+        p.stop()
+        for s in (a, b, blink):
+            s.close()

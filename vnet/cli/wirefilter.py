@@ -90,6 +90,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--rcfile", metavar="FILE",
                    help="apply console commands from FILE first (e.g. `delay LR 20+5N`)")
     p.add_argument("--seed", type=int, help="random seed (reproducible loss/jitter draws)")
+    p.add_argument("--blink", metavar="SOCK",
+                   help="send one datagram per delivered frame (\"ID LR LEN\") to this Unix socket")
+    p.add_argument("--blinkid", metavar="ID", default="",
+                   help="the ID that starts each --blink message")
     p.add_argument("-p", "--pidfile", help="write our pid to this file")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print counters on exit")
 
@@ -330,6 +334,34 @@ def start_capture(wf: WireFilter, path: str) -> Capture:
     return cap
 
 
+def start_blink(wf: WireFilter, path: str, ident: str) -> Any:
+    """wirefilter's --blink: a datagram per frame leaving the wire, `ID LR LEN` (LEN as
+    wirefilter counts it: the frame plus its 2-byte stream header). Best effort: a
+    full or missing listener loses messages, never frames."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    prefix = f"{ident} " if ident else ""
+
+    def wrap(port: Any, label: str) -> None:
+        send_frame = port.transmit
+        sendto = sock.sendto
+
+        def transmit(frame: bytes) -> None:
+            try:
+                sendto(f"{prefix}{label} {len(frame) + 2}\n".encode(), path)
+            except OSError:
+                pass
+            send_frame(frame)
+
+        port.transmit = transmit
+
+    wrap(wf.port_b, "LR")
+    wrap(wf.port_a, "RL")
+    return sock
+
+
 # ---- running ------------------------------------------------------------------------------
 
 
@@ -387,9 +419,12 @@ async def _main(rt: AsyncioRuntime, args: argparse.Namespace, urls: list[str] | 
     stop = asyncio.Event()
     state: dict[str, Any] = {"stop": stop}
     server = None
+    blink_sock = None
     attachments: list[Any] = []
     try:
         attachments = await _attach_all(wf, urls, rt)
+        if args.blink:
+            blink_sock = start_blink(wf, args.blink, args.blinkid)
         if args.pcap:
             state["capture"] = start_capture(wf, args.pcap)
         if args.mgmt:
@@ -421,6 +456,8 @@ async def _main(rt: AsyncioRuntime, args: argparse.Namespace, urls: list[str] | 
         if not stop.is_set():
             print(f"{PROG}: an end closed; stopping", file=sys.stderr)
     finally:
+        if blink_sock is not None:
+            blink_sock.close()
         cap = state.get("capture")
         if cap is not None:
             cap.close()
