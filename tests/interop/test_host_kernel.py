@@ -437,7 +437,7 @@ def test_dhcp_lease_from_dnsmasq_and_arp_conflict_detection(netns_factory):
 
 def test_mld_reports_seen_by_linux_bridge_snooping(netns_factory):
     """A Linux bridge with multicast snooping and its own querier learns our groups from
-    our MLDv2 reports (and our answers to its queries): `bridge mdb` lists them."""
+    our MLDv2 and IGMPv3 reports (and our answers to its queries): `bridge mdb` lists them."""
     need_tun()
     need_tool("bridge")
     ns = netns_factory("vhm")
@@ -448,12 +448,15 @@ def test_mld_reports_seen_by_linux_bridge_snooping(netns_factory):
         host = Host(rt, "vh")
         iface = host.add_interface("eth0")
         await sh(ns, "ip", "link", "add", br, "type", "bridge", "mcast_snooping", "1",
-                 "mcast_querier", "1", "mcast_query_interval", "300", "mcast_startup_query_count", "1")
+                 "mcast_querier", "1", "mcast_query_interval", "300", "mcast_startup_query_count", "3",
+                 "mcast_startup_query_interval", "100", "mcast_query_response_interval", "100")
         await sh(ns, "ip", "link", "set", br, "up")
         att = await attach(f"tap://{tap}?netns={ns.name}", iface.port, rt)
         try:
             await sh(ns, "ip", "link", "set", tap, "master", br)
             host.add_address("eth0", "fd6d::5/64")
+            host.add_address("eth0", "10.73.0.5/24")
+            host.join_group("eth0", "239.7.7.7")  # IGMPv3 report
             group = "ff02::1:ff00:5"  # solicited-node group of fd6d::5
 
             async def mdb() -> str:
@@ -463,10 +466,10 @@ def test_mld_reports_seen_by_linux_bridge_snooping(netns_factory):
             out = ""
             while time.monotonic() < end:
                 out = await mdb()
-                if group in out and tap in out:
+                if group in out and tap in out and "239.7.7.7" in out:
                     break
                 await asyncio.sleep(0.3)
-            assert group in out and tap in out, (out, dict(host.stats))
+            assert group in out and tap in out and "239.7.7.7" in out, (out, dict(host.stats))
             assert host.stats["mld_report_tx"] >= 2
             # the bridge's querier (every 3 s) gets answers; the group stays learned
             assert await wait_for(lambda: host.stats["mld_query_rx"], 12.0), dict(host.stats)

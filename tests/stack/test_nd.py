@@ -339,3 +339,50 @@ def test_mldv1_query_switches_to_v1_reports():
     done = [Ether(f) for f in frames if len(f) > 62 and f[62] == 132]
     assert done and done[0][IPv6].dst == "ff02::2"
     assert done[0][ICMPv6MLDone].mladdr == str(ipaddress.IPv6Address(group))
+
+
+def test_igmp_join_report_query_and_delivery():
+    from scapy.contrib.igmpv3 import IGMPv3, IGMPv3mr
+    from scapy.layers.inet import IP
+    from scapy.layers.l2 import Ether
+
+    rt, _, (h0, h1) = lan()
+    h0.add_address("eth0", "10.5.0.1/24")
+    h1.add_address("eth0", "10.5.0.2/24")
+    rt.run(until=1)
+    frames = []
+    port = h1.ifaces[0].port
+    send = port.transmit
+    port.attach(lambda f: (frames.append(f), send(f)))
+    h1.join_group("eth0", "239.1.2.3")
+    rt.run(until=3)
+    reports = [Ether(f) for f in frames if f[12:14] == b"\x08\x00" and f[23] == 2]
+    assert len(reports) == 2  # robustness 2
+    r = reports[0]
+    assert r[IP].dst == "224.0.0.22" and r[IP].ttl == 1 and r[IP].options
+    assert r[IGMPv3].type == 0x22 and r[IGMPv3mr].records[0].maddr == "239.1.2.3"
+    ref = Ether(bytes(r))
+    del ref[IP].chksum
+    assert Ether(bytes(ref))[IP].chksum == r[IP].chksum
+    # multicast UDP to the group reaches the transport; a group not joined does not
+    got = []
+    h1.register_transport(17, lambda m, p: got.append(str(m.dst)))
+    h0.ip_send("239.1.2.3", 17, bytes(8))
+    h0.ip_send("239.1.2.4", 17, bytes(8))
+    rt.run(until=4)
+    assert got == ["239.1.2.3"]
+    # an IGMPv2 query: answered with a v2 report sent to the group itself
+    from vnet.wire import igmp
+    q = igmp.v2_message(igmp.QUERY, bytes(4))
+    q = bytes((0x11, 10)) + q[2:]
+    from vnet.wire.checksum import checksum
+    q = q[:2] + checksum(q[:2] + b"\0\0" + q[4:]).to_bytes(2, "big") + q[4:]
+    frames.clear()
+    h0._igmp_out(h0.ifaces[0], bytes((10, 5, 0, 1)), bytes((224, 0, 0, 1)), q)
+    rt.run(until=6)
+    v2 = [Ether(f) for f in frames if f[12:14] == b"\x08\x00" and f[23] == 2]
+    assert h1.stats["igmp_query_rx"] == 1
+    assert v2 and v2[0][IP].dst == "239.1.2.3" and bytes(v2[0][IP].payload)[0] == 0x16
+    h1.leave_group("eth0", "239.1.2.3")
+    rt.run(until=8)
+    assert "239.1.2.3" not in [str(ipaddress.IPv4Address(g)) for g in h1.ifaces[0].groups4]

@@ -161,6 +161,27 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
         table.add(int(net.network_address), net.prefixlen, iface,
                   gw.packed if gw is not None else None, "static")
 
+    def join_group(self, iface_name: str, group: Any) -> None:
+        """Join a multicast group on an interface (IGMPv3 or MLDv2 reports follow)."""
+        iface = self.iface(iface_name)
+        g = ipaddress.ip_address(group) if isinstance(group, str) else group
+        if not g.is_multicast:
+            raise HostError(f"{g} is not a multicast group")
+        if g.version == 4:
+            self.join4(iface, g.packed)
+        else:
+            if g.packed not in iface.groups6 and len(iface.groups6) >= 256:
+                raise HostError(f"{iface_name} is in 256 IPv6 groups already")
+            self.join6(iface, g.packed)
+
+    def leave_group(self, iface_name: str, group: Any) -> None:
+        iface = self.iface(iface_name)
+        g = ipaddress.ip_address(group) if isinstance(group, str) else group
+        if g.version == 4:
+            self.leave4(iface, g.packed)
+        else:
+            self.leave6(iface, g.packed)
+
     def add_neighbor(self, iface_name: str, addr: str, mac: str) -> None:
         """A static neighbour entry (never probed, never replaced)."""
         iface = self.iface(iface_name)

@@ -6,6 +6,7 @@ import ipaddress
 from typing import TYPE_CHECKING, Any
 
 from vnet.stack.arp_acd import AcdMixin
+from vnet.stack.igmp import IgmpMember
 from vnet.stack.interface import MANUAL, Addr4, Interface
 from vnet.stack.meta import IpMeta
 from vnet.stack.neighbor import NeighborCache
@@ -32,7 +33,7 @@ def _mcast_mac4(a: bytes) -> bytes:
     return b"\x01\x00\x5e" + bytes((a[1] & 0x7F,)) + a[2:4]
 
 
-class IPv4Layer(AcdMixin):
+class IPv4Layer(AcdMixin, IgmpMember):
     """IPv4 half of Host. Uses Host attributes: rt, ifaces, routes4, stats, transports..."""
 
     def _init_ip4(self: Any) -> None:
@@ -43,6 +44,7 @@ class IPv4Layer(AcdMixin):
         self._rc4: dict[bytes, tuple[Any, Any, bytes]] = {}
         self._rc4_version = -1
         self._init_acd()
+        self._init_igmp()
 
     def _iface_up4(self: Any, iface: Interface) -> None:
         def transmit(mac: bytes, packet: bytes, iface: Interface = iface) -> None:
@@ -264,6 +266,9 @@ class IPv4Layer(AcdMixin):
         proto = h.proto
         if proto == ipv4.PROTO_ICMP:
             self._icmp4_rx(iface, pkt, h, payload, dst in self.local4)
+            return
+        if proto == 2:
+            self._igmp_rx(iface, h, payload)
             return
         if proto == ipv4.PROTO_UDP and iface.name in self.dhcp and len(payload) >= 8 \
                 and payload[2:4] == b"\x00\x44":
