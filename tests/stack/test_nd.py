@@ -342,7 +342,7 @@ def test_mldv1_query_switches_to_v1_reports():
 
 
 def test_igmp_join_report_query_and_delivery():
-    from scapy.contrib.igmpv3 import IGMPv3, IGMPv3mr
+    from scapy.layers.igmp import IGMPv3, IGMPv3_MR
     from scapy.layers.inet import IP
     from scapy.layers.l2 import Ether
 
@@ -360,7 +360,7 @@ def test_igmp_join_report_query_and_delivery():
     assert len(reports) == 2  # robustness 2
     r = reports[0]
     assert r[IP].dst == "224.0.0.22" and r[IP].ttl == 1 and r[IP].options
-    assert r[IGMPv3].type == 0x22 and r[IGMPv3mr].records[0].maddr == "239.1.2.3"
+    assert r[IGMPv3].type == 0x22 and r[IGMPv3_MR].records[0].maddr == "239.1.2.3"
     ref = Ether(bytes(r))
     del ref[IP].chksum
     assert Ether(bytes(ref))[IP].chksum == r[IP].chksum

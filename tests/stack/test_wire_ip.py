@@ -29,7 +29,7 @@ from scapy.layers.l2 import ARP, Ether
 
 from vnet.runtime.sim import SimRuntime
 from vnet.stack.host import Host
-from vnet.wire import arp, dhcp4, icmp4, icmp6, ipv4, ipv6
+from vnet.wire import arp, dhcp4, icmp4, icmp6, igmp, ipv4, ipv6
 from vnet.wire.errors import WireError
 
 A4 = ipaddress.IPv4Address("192.0.2.1").packed
@@ -139,6 +139,8 @@ PARSERS = [
     lambda b: icmp6.parse_prefix(b),
     lambda b: dhcp4.parse(b),
     lambda b: icmp4.parse(b),
+    lambda b: igmp.parse_query(b),
+    lambda b: icmp6.parse_rdnss(b),
 ]
 
 
