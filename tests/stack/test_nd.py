@@ -386,3 +386,21 @@ def test_igmp_join_report_query_and_delivery():
     h1.leave_group("eth0", "239.1.2.3")
     rt.run(until=8)
     assert "239.1.2.3" not in [str(ipaddress.IPv4Address(g)) for g in h1.ifaces[0].groups4]
+
+
+def test_route_information_option_rfc4191():
+    from scapy.layers.inet6 import ICMPv6NDOptRouteInfo
+
+    net = Net()
+    net.r.ra_daemon.routes = [(ipaddress.IPv6Address("2001:db8:99::").packed, 48)]
+    net.rt.run(until=10)
+    rows = [x for x in net.a.describe_routes() if x["prefix"] == "2001:db8:99::/48"]
+    rll = net.r.ifaces[0].ll_addr()
+    assert rows == [{"prefix": "2001:db8:99::/48", "dev": "eth0", "origin": "ra",
+                     "via": str(rll.addr)}]
+    opt = icmp6.route_info_option(ipaddress.IPv6Address("2001:db8:99::").packed, 48, 600, 1)
+    sc = ICMPv6NDOptRouteInfo(opt)
+    assert (sc.plen, sc.rtlifetime, sc.prf, sc.prefix) == (48, 600, 1, "2001:db8:99::")
+    ours = icmp6.parse_route_info(bytes(ICMPv6NDOptRouteInfo(plen=64, prefix="2001:db8:5::",
+                                                             rtlifetime=30, prf=3)))
+    assert ours[1:] == (64, 30, 3) and ours[0][:8] == bytes.fromhex("20010db800050000")

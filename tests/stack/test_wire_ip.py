@@ -141,6 +141,7 @@ PARSERS = [
     lambda b: icmp4.parse(b),
     lambda b: igmp.parse_query(b),
     lambda b: icmp6.parse_rdnss(b),
+    lambda b: icmp6.parse_route_info(b),
 ]
 
 

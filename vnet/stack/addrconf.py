@@ -250,6 +250,8 @@ class AddrConf:
                     iface.mtu = mtu
             elif t == icmp6.OPT_PREFIX:
                 self._prefix_rx(iface, icmp6.parse_prefix(opt), now)
+            elif t == icmp6.OPT_ROUTE_INFO:
+                self._route_info_rx(iface, h.src, opt, now)
             elif t == icmp6.OPT_RDNSS:
                 life, servers = icmp6.parse_rdnss(opt)
                 for srv in servers[:MAX_DNS]:
@@ -259,6 +261,26 @@ class AddrConf:
                     elif key in self.dns6 or len(self.dns6) < MAX_DNS:
                         self.dns6[key] = _life(life, now)
         self._schedule_lifetimes()
+
+    def _route_info_rx(self: Any, iface: Interface, router: bytes, opt: bytes,
+                       now: float) -> None:
+        """A more-specific route through this router (RFC 4191 2.3, type C host)."""
+        prefix, plen, life, prf = icmp6.parse_route_info(opt)
+        if prf == 2 or plen == 0:
+            return  # reserved preference; ::/0 is the router lifetime's business
+        net = ipaddress.IPv6Network((prefix, plen), strict=False)
+        key = int(net.network_address)
+        r = self.routes6.get(key, plen)
+        if life == 0:
+            if r is not None and r.origin == "ra" and r.gateway == router:
+                self.routes6.remove(key, plen)
+            return
+        if r is not None and r.origin not in ("ra",):
+            return  # never override connected or static routes
+        if r is None and sum(1 for x in self.routes6 if x.origin == "ra") >= MAX_RA_PREFIXES:
+            return
+        self.routes6.add(key, plen, iface, router, "ra", _life(life, now))
+        self.stats["ra_route_info"] += 1
 
     def _prefix_rx(self: Any, iface: Interface, pi: icmp6.PrefixInfo, now: float) -> None:
         prefix = ipaddress.IPv6Network((pi.prefix, pi.prefix_len), strict=False)

@@ -41,6 +41,7 @@ class RaDaemon:
         if preference not in prefs:
             raise ValueError(f"router preference {preference!r}: use high, medium or low")
         self.flags = prefs[preference]  # RFC 4191 Prf bits
+        self.routes: list[tuple[bytes, int]] = []  # advertised as Route Information options
         self._timers: dict[str, Any] = {}
         self._sent: dict[str, int] = {}
         self._last: dict[str, float] = {}
@@ -101,6 +102,8 @@ class RaDaemon:
         for prefix, plen in self.prefixes(iface):
             flags = icmp6.PI_ONLINK | (icmp6.PI_AUTO if plen == 64 else 0)
             opts += icmp6.prefix_option(prefix, plen, self.valid, self.preferred, flags)
+        for prefix, plen in self.routes:
+            opts += icmp6.route_info_option(prefix, plen, self.router_lifetime)
         life = self.router_lifetime if lifetime is None else lifetime
         return icmp6.ra(self.hop_limit, self.flags, life, 0, 0, opts, ll.packed, ALL_NODES)
 

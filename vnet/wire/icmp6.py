@@ -43,6 +43,7 @@ OPT_PREFIX = 3
 OPT_REDIRECTED = 4
 OPT_MTU = 5
 OPT_NONCE = 14
+OPT_ROUTE_INFO = 24
 OPT_RDNSS = 25
 
 NA_ROUTER = 0x80
@@ -165,6 +166,26 @@ def parse_rdnss(opt: bytes) -> tuple[int, list[bytes]]:
         raise WireError("RDNSS option needs 8 + 16*n bytes (n >= 1)")
     (life,) = struct.unpack_from("!I", opt, 4)
     return life, [opt[i:i + 16] for i in range(8, len(opt), 16)]
+
+
+def route_info_option(prefix: bytes, plen: int, lifetime: int, pref: int = 0) -> bytes:
+    """Route Information option (RFC 4191 2.3); `pref` 1 high, 0 medium, -1 low."""
+    nbytes = 0 if plen == 0 else (8 if plen <= 64 else 16)
+    bits = {1: 0x08, 0: 0x00, -1: 0x18}[pref]
+    return bytes((OPT_ROUTE_INFO, 1 + nbytes // 8, plen, bits)) + struct.pack("!I", lifetime) + \
+        prefix[:nbytes]
+
+
+def parse_route_info(opt: bytes) -> tuple[bytes, int, int, int]:
+    """(prefix padded to 16 bytes, prefix length, lifetime, preference bits) of a RIO."""
+    n = len(opt)
+    if n not in (8, 16, 24):
+        raise WireError(f"route information option of {n} bytes")
+    plen, flags = opt[2], opt[3]
+    if plen > 128 or (plen > 64 and n < 24) or (plen > 0 and n < 16):
+        raise WireError(f"route information option too short for /{plen}")
+    (life,) = struct.unpack_from("!I", opt, 4)
+    return opt[8:].ljust(16, b"\x00"), plen, life, (flags >> 3) & 3
 
 
 def mtu_option(mtu: int) -> bytes:
