@@ -104,3 +104,32 @@ def test_dhcp_nak_restarts():
     rt, h, client, log, _ = setup(nak_first=True)
     rt.run(until=30)
     assert h.stats["dhcp_nak"] == 1 and client.state == "bound", (log, client.state)
+
+
+def test_ipv4_link_local_fallback_and_conflict():
+    from vnet.stack.ipv4ll import Ipv4LinkLocal
+
+    rt = SimRuntime(seed=4)
+    sw = Switch(rt, 8)
+    hosts = []
+    for i in range(2):
+        h = Host(rt, f"h{i}")
+        iface = h.add_interface("eth0", mac=bytes((2, 0, 0, 0, 0x4c, i + 1)))
+        Link(rt, sw.add_port(), iface.port, delay=0.001)
+        hosts.append(h)
+    h0, h1 = hosts
+    # h0 already uses the address h1 will try first (same pseudo-random sequence as h1's)
+    probe = Ipv4LinkLocal(h1, h1.ifaces[0])
+    first = probe._pick()
+    assert first in ipaddress.IPv4Network("169.254.0.0/16")
+    h0.add_address("eth0", f"{first}/16")
+    client = Dhcp4Client(h1, h1.ifaces[0], ipv4ll_fallback=True)
+    client.start()
+    rt.run(until=40)  # no DHCP server: after two unanswered DISCOVERs, link-local
+    ll = [a for a in h1.describe_addresses() if a["origin"] == "ipv4ll"]
+    assert len(ll) == 1 and ll[0]["addr"] != f"{first}/16", h1.describe_addresses()
+    assert h1.stats["ipv4ll_conflict"] == 1 and h1.stats["ipv4ll_claimed"] == 1
+    got = []
+    h1.ping(str(first), 1, 1, 16, lambda m, n: got.append(n))
+    rt.run(until=42)
+    assert got == [16]

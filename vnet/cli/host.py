@@ -57,6 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tempaddr", action="store_true",
                    help="also make temporary (privacy) SLAAC addresses and prefer them (RFC 8981)")
     p.add_argument("--no-dhcp", action="store_true", help="never run the DHCPv4 client")
+    p.add_argument("--no-ipv4ll", action="store_true",
+                   help="no 169.254/16 link-local address when DHCP goes unanswered")
     p.add_argument("--mtu", type=int, default=1500, help="interface MTU (default 1500)")
     p.add_argument("--name", default="host", help="name shown in replies (default host)")
     p.add_argument("--ctl", metavar="SOCK", help="control socket path")
@@ -269,7 +271,7 @@ async def _main(rt: AsyncioRuntime, args: argparse.Namespace, addrs: list[tuple[
         if not addrs and not args.router and not args.no_dhcp:
             from vnet.stack.dhcp4_client import Dhcp4Client
             for iface in host.ifaces:
-                Dhcp4Client(host, iface).start()
+                Dhcp4Client(host, iface, ipv4ll_fallback=not args.no_ipv4ll).start()
         if args.ctl:
             server = ControlServer(make_console(host, rt, state), args.ctl)
             try:

@@ -46,6 +46,7 @@ class AcdMixin:
         self._acd_probes: dict[bytes, _Probe] = {}
         self._acd_last_defend: dict[bytes, float] = {}
         self.acd_conflicts: list[tuple[str, str]] = []  # (address, MAC of the other host)
+        self.ipv4ll: dict[str, Any] = {}  # interface -> its Ipv4LinkLocal, when running
 
     def acd_probe(self: Any, iface: Interface, addr: ipaddress.IPv4Address,
                   done: Callable[[bool], None]) -> None:
@@ -100,6 +101,10 @@ class AcdMixin:
                 self.acd_conflicts.append((str(ipaddress.IPv4Address(p.spa)), p.sha.hex(":")))
             now = self.rt.now()
             last = self._acd_last_defend.get(p.spa, -DEFEND_INTERVAL)
+            ll = self.ipv4ll.get(iface.name)
+            if ll is not None and mine[1].origin == "ipv4ll" and now - last < DEFEND_INTERVAL:
+                ll.lost()  # RFC 3927 2.5: defended recently, so give it up
+                return True
             if now - last >= DEFEND_INTERVAL:
                 self._acd_last_defend[p.spa] = now
                 self.stats["acd_defend_tx"] += 1

@@ -25,8 +25,9 @@ INIT, SELECTING, REQUESTING, PROBING, BOUND, RENEWING, REBINDING = (
 
 
 class Dhcp4Client:
-    def __init__(self, host: Any, iface: Interface) -> None:
+    def __init__(self, host: Any, iface: Interface, ipv4ll_fallback: bool = False) -> None:
         self.host = host
+        self.ipv4ll_fallback = ipv4ll_fallback
         self.rt = host.rt
         self.iface = iface
         self.state = INIT
@@ -93,6 +94,10 @@ class Dhcp4Client:
     def _discover(self) -> None:
         if self.tries == 0:
             self.started = self.rt.now()
+        if self.tries == 2 and self.ipv4ll_fallback and self.iface.name not in self.host.ipv4ll:
+            # No server answered twice: take an IPv4 link-local address meanwhile (RFC 3927)
+            from vnet.stack.ipv4ll import Ipv4LinkLocal
+            Ipv4LinkLocal(self.host, self.iface).start()
         self.state = SELECTING
         self._send(dhcp4.DISCOVER, [])
         self._arm(self._backoff(), self._discover)
@@ -188,6 +193,9 @@ class Dhcp4Client:
         if len(router) == 4:
             self.host.routes4.add(0, 0, self.iface, router, "dhcp")
         self.host.stats["dhcp_bound"] += 1
+        ll = self.host.ipv4ll.get(self.iface.name)
+        if ll is not None:
+            ll.stop()  # a routable address makes the link-local one unnecessary (RFC 3927 1.9)
         self._bound()
 
     def _bound(self) -> None:
