@@ -190,6 +190,8 @@ def main() -> int:
     ap.add_argument("--mbytes", type=float, default=50)
     ap.add_argument("--only", default="k2v4,k2v6,v2k4,v2k6,switch")
     ap.add_argument("--mtu", type=int, default=1500)
+    ap.add_argument("--tap-options", default="", metavar="OPTS",
+                    help="extra tap:// URL options for the vnet side, e.g. vnet_hdr=1")
     ap.add_argument("--with-pytcp", action="store_true",
                     help="also measure PyTCP 3.0.9 the same way (bench/pytcp_ref.py; builds a "
                          "Debian sid chroot with python3.14 once)")
@@ -211,7 +213,8 @@ def main() -> int:
         async def amain(rt: AsyncioRuntime) -> None:
             host = Host(rt, "bench")
             iface = host.add_interface("eth0", mtu=args.mtu)
-            att = await attach(f"tap://{tap}?netns={ns}&mtu={args.mtu}", iface.port, rt)
+            extra = f"&{args.tap_options}" if args.tap_options else ""
+            att = await attach(f"tap://{tap}?netns={ns}&mtu={args.mtu}{extra}", iface.port, rt)
             try:
                 sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{K4}/24", "dev", tap)
                 sh("ip", "netns", "exec", ns, "ip", "-6", "addr", "add", f"{K6}/64", "dev", tap,
