@@ -130,7 +130,7 @@ class SwitchDaemon:
         self.server.on_attach.append(self._wired)
         sw.on_port_change.append(self._port_changed)
         try:
-            self.server.start()
+            self.server.prepare()
         except VdeServerError as e:
             raise Fatal(str(e)) from None
         if a.pcap:
@@ -152,6 +152,11 @@ class SwitchDaemon:
                 raise Fatal(f"group {a.mgmtgroup!r} does not exist: check --mgmtgroup") from None
             except OSError as e:
                 raise Fatal(f"management socket {a.mgmt}: {e.strerror or e}") from None
+        try:
+            # last, so that once `ctl` exists everything (-M, TAPs, ports) is ready
+            self.server.listen()
+        except VdeServerError as e:
+            raise Fatal(str(e)) from None
 
     async def attach(self, url: str) -> None:
         assert self.switch is not None

@@ -46,7 +46,7 @@ READ_BUDGET = 256  # frames per wake-up per socket, so one busy client cannot st
 HANDSHAKE_TIMEOUT = 10.0  # a ctl connection that sends no request is closed after this
 MAX_PENDING = 256  # ctl connections still waiting for their request (bounded)
 SOCKBUF = 1 << 20  # SO_SNDBUF/SO_RCVBUF asked for (the kernel caps it at wmem_max/rmem_max)
-_STALE = re.compile(r"^(\d{3}\.\d+|ctl|\.\d{5}-\d{5})$")
+_STALE = re.compile(r"^(\d{3}\.\d+|ctl|\.ctl-\d+|\.\d{5}-\d{5})$")
 
 
 class VdeServerError(OSError):
@@ -148,21 +148,40 @@ class VdeServer:
     # ---- setup ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.prepare()
+        self.listen()
+
+    def prepare(self) -> None:
+        """Check or make the directory (errors here are the user's to fix)."""
         if self.group is not None:
             try:
                 self.gid = grp.getgrnam(self.group).gr_gid
             except KeyError:
                 raise VdeServerError(f"group {self.group!r} does not exist: check -g") from None
         self._prepare_dir()
+
+    def listen(self) -> None:
+        """Make `ctl` appear already listening: bind a temporary name, listen, then rename,
+        so a client that sees `ctl` never gets ECONNREFUSED."""
+        tmp = os.path.join(self.path, f".ctl-{os.getpid()}")
         lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            lsock.bind(self.ctl_path)
-            os.chmod(self.ctl_path, self.mode)
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            lsock.bind(tmp)
+            os.chmod(tmp, self.mode)
             if self.gid >= 0:
-                os.chown(self.ctl_path, -1, self.gid)
+                os.chown(tmp, -1, self.gid)
             lsock.listen(64)
+            os.rename(tmp, self.ctl_path)
         except OSError as e:
             lsock.close()
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
             raise VdeServerError(f"cannot listen on {self.ctl_path}: {e.strerror}") from None
         lsock.setblocking(False)
         self._listener = lsock
@@ -454,8 +473,9 @@ class VdeServer:
                 os.unlink(self.ctl_path)
             except OSError:
                 pass
-            if self._made_dir:
-                try:
-                    os.rmdir(self.path)
-                except OSError:
-                    pass
+        if self._made_dir:
+            self._made_dir = False
+            try:
+                os.rmdir(self.path)
+            except OSError:
+                pass
