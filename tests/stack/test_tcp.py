@@ -439,3 +439,17 @@ def test_several_losses_in_one_window_one_recovery(sack: bool) -> None:
     assert bytes(sink.data) == data and len(lost) == 3
     assert c.fast_retransmits == 1 and c.timeouts == 0
     assert c.retransmits == 3
+
+
+def test_fin_wait_2_times_out_after_close_but_not_after_shutdown() -> None:
+    rt, path, a, b, addr = pair(cfg_a={"fin_timeout": 20})
+    b.listen(80, lambda c: None)  # a peer that never closes its side
+    c1 = a.connect(addr, 80)
+    c2 = a.connect(addr, 80)
+    rt.run(until=1)
+    c1.close()
+    c2.shutdown()  # half-close: the application still reads
+    rt.run(until=5)
+    assert c1.state_name == c2.state_name == "FIN_WAIT_2"
+    rt.run(until=30)
+    assert c1.state_name == "CLOSED" and c2.state_name == "FIN_WAIT_2"

@@ -626,7 +626,15 @@ class Connection:
         if self.state in (FIN_WAIT_1, LAST_ACK):
             self.output()
 
-    close = shutdown
+    orphan = False
+
+    def close(self) -> None:
+        """Close for good: FIN after the queued data, like `shutdown`, and the connection
+        no longer waits forever in FIN_WAIT_2 for a peer that never closes (`fin_timeout`)."""
+        self.orphan = True
+        self.shutdown()
+        if self.state == FIN_WAIT_2:
+            self.t_timewait.start(self.cfg.fin_timeout)
 
     def abort(self) -> None:
         """Reset the connection (send RST) and forget it."""
@@ -969,6 +977,8 @@ class Connection:
             fin_acked = self.fin_queued and self.snd_una > self.fin_seq
             if st == FIN_WAIT_1 and fin_acked:
                 self.state = st = FIN_WAIT_2
+                if self.orphan:
+                    self.t_timewait.start(self.cfg.fin_timeout)
             elif st == CLOSING and fin_acked:
                 self._enter_time_wait()
                 return None

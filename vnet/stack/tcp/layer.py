@@ -52,6 +52,7 @@ class TcpConfig:
     max_retries: int = 15
     syn_retries: int = 6
     msl: float = 30.0
+    fin_timeout: float = 60.0  # FIN_WAIT_2 limit after close() (Linux tcp_fin_timeout)
     keepalive: bool = False
     keepalive_idle: float = 7200.0
     keepalive_interval: float = 75.0
