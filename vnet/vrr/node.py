@@ -148,6 +148,10 @@ class VrrNode:
         self.rep_seq = 0
         self.rep_expire = 0.0
         self._my_rep_seq = 0
+        self.cand = addr  # boot: the smallest id heard from inactive neighbours (leader)
+        self._cand_seen = 0.0
+        self._probe_gap = 0.0
+        self._probe_vset: frozenset[int] = frozenset()
         self.rep_parent: int | None = None  # neighbour we heard the current rep from
         self._last_merge = -1e9
         self._rep_hist: dict[int, int] = {}  # rep id -> newest sequence seen (bounded)
@@ -358,15 +362,33 @@ class VrrNode:
             act = [nb for nb in self.pset.values() if nb.state == LINKED and nb.active]
             if act:
                 self._join(act[self.rt.rng.randrange(len(act))])
-            elif now - self._started >= cfg.active_timeout * iv * (1 + self.rt.rng.random()):
-                self.active = True
-                self.stats["self_activations"] += 1
+            else:
+                # ext: inactive nodes flood the smallest id they hear; only a node that
+                # heard of nobody smaller starts a ring alone (others wait to join it),
+                # unless nothing happens for much longer (a stale candidate)
+                if self.cand != self.addr and now - self._cand_seen > cfg.fail_hellos * 2 * iv:
+                    self.cand = self.addr
+                waited = now - self._started
+                base = cfg.active_timeout * iv
+                if (self.cand == self.addr and waited >= base * (1 + self.rt.rng.random())
+                        or waited >= 10 * base * (1 + self.rt.rng.random())):
+                    self.active = True
+                    self.stats["self_activations"] += 1
         else:
             # ext: probe the ring (setup_req to our own id) while the vset is short, and
             # now and then anyway, so rings that met without a merge notice each other
-            due = cfg.probe_hellos * iv
-            if due > 0 and (len(self.vset) < cfg.r and now - self._last_probe >= 2 * iv
-                            or now - self._last_probe >= due * (1 + self.rt.rng.random())):
+            # ext: maintenance probes back off while the vset stays the same
+            base = cfg.probe_hellos * iv
+            if self._probe_gap <= 0:
+                self._probe_gap = base
+            short = len(self.vset) < cfg.r
+            if base > 0 and (now - self._last_probe >= (2 * iv if short and self._probe_gap <= base
+                                                         else self._probe_gap)
+                             * (1 + 0.5 * self.rt.rng.random())):
+                vs = frozenset(self.vset)
+                self._probe_gap = (min(self._probe_gap * 2, 16 * base) if vs == self._probe_vset
+                                   else base)
+                self._probe_vset = vs
                 self._last_probe = now
                 self._probe()
                 self._refresh()
@@ -383,6 +405,9 @@ class VrrNode:
         rep, rseq = (self.rep, self.rep_seq) if self.rep else (0, 0)
         if rep:
             flags |= W.F_REP
+        elif not self.active:
+            rep, rseq = self.cand, 0
+            flags |= W.F_CAND
         per_port: list[list[tuple[int, int, int]]] = [[] for _ in self.ports]
         for nb in self.pset.values():
             if nb.state == LINKED or nb.state == PENDING:
@@ -437,6 +462,9 @@ class VrrNode:
             self._refresh_cand(nb)
         if flags & W.F_REP and rep:
             self._hear_rep(nb, rep, rseq)
+        elif flags & W.F_CAND and not self.active and rep <= self.cand:
+            self.cand = rep
+            self._cand_seen = self.rt.now()
         if not self.active and nb.state == LINKED and nb.active and not was_active:
             self._join(nb)
 

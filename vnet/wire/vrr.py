@@ -50,6 +50,7 @@ F_REP = 0x02  # hello: carries a representative
 F_AUTH = 0x04  # a 16-byte hop MAC follows the message
 F_ENC = 0x08  # data/dht payload is encrypted end to end
 F_VSET = 0x10  # teardown: the vset list is present (voluntary teardown)
+F_CAND = 0x20  # hello of an inactive node: the rep field is the smallest id heard (boot leader)
 
 # hello neighbour states
 NS_LINKED = 1
