@@ -453,3 +453,25 @@ def test_fin_wait_2_times_out_after_close_but_not_after_shutdown() -> None:
     assert c1.state_name == c2.state_name == "FIN_WAIT_2"
     rt.run(until=30)
     assert c1.state_name == "CLOSED" and c2.state_name == "FIN_WAIT_2"
+
+
+def test_new_syn_reopens_a_server_time_wait() -> None:
+    """The server closed first, so it holds TIME_WAIT; the client comes back from the same
+    port at once: the SYN (newer timestamp) ends TIME_WAIT and is served (RFC 6191)."""
+    rt, path, a, b, addr = pair(v6=True, delay=0.005)
+    served: list = []
+
+    def accept(c):
+        served.append(c)
+        c.on_data = lambda d: (c.send(d.upper()), c.close())  # answer, then close first
+
+    b.listen(80, accept)
+    replies: list = []
+    for _ in range(2):
+        c = a.connect(addr, 80, sport=40000)
+        c.on_established = lambda c=c: c.send(b"ping")
+        c.on_data = replies.append
+        c.on_eof = c.close
+        rt.run_for(1)
+        assert served[-1].state == TIME_WAIT and c.state_name == "CLOSED"
+    assert replies == [b"PING", b"PING"] and len(served) == 2

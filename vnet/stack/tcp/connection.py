@@ -278,7 +278,9 @@ class Connection:
         self.snd_nxt = iss
         self.snd_max = iss
         self.snd_buf_seq = iss + 1
-        self.ts_offset = self.rt.rng.getrandbits(32)
+        # per 4-tuple, not per connection: TSval keeps growing across incarnations, which
+        # lets a TIME_WAIT peer tell a new SYN from an old duplicate (RFC 6191, RFC 7323 7.1)
+        self.ts_offset = self.layer.ts_offset(self)
 
     def _set_our_mss(self) -> None:
         mtu = self.layer.net.path_mtu(self.remote)
@@ -852,8 +854,18 @@ class Connection:
         datalen = len(buf) - hl
         sseq = _unwrap(seq, self.rcv_nxt)
         rst = flags & RST
-        # PAWS (RFC 7323 5.3)
         ts = opts.ts if opts is not None else None
+        nxt = self.rcv_nxt
+        if st == TIME_WAIT and flags & SYN and not flags & ACK and not rst:
+            # a new incarnation (RFC 9293 3.6.1 / RFC 6191): with timestamps on both
+            # sides a newer TSval decides, else a higher sequence number
+            if ts is not None and self.ts_ok:
+                newer = (ts[0] - self.ts_recent) & M32 < HALF and ts[0] != self.ts_recent
+            else:
+                newer = sseq > nxt
+            if newer and self.layer.reopen_from_time_wait(self, buf, seq, ack, flags, win, hl):
+                return None
+        # PAWS (RFC 7323 5.3)
         if self.ts_ok and ts is not None and not rst:
             if (ts[0] - self.ts_recent) & M32 >= HALF and st != SYN_RCVD:
                 self.rx_dropped += 1
@@ -862,19 +874,11 @@ class Connection:
         # sequence acceptability (RFC 9293 3.10.7.4, first)
         seglen = datalen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
         rcv_wnd = max(self.rcv_adv - self.rcv_nxt, 0)
-        nxt = self.rcv_nxt
         if seglen == 0:
             ok = (sseq == nxt) if rcv_wnd == 0 else (nxt <= sseq < nxt + rcv_wnd)
         else:
             ok = rcv_wnd > 0 and (nxt <= sseq < nxt + rcv_wnd
                                   or nxt <= sseq + seglen - 1 < nxt + rcv_wnd)
-        if st == TIME_WAIT and flags & SYN and not flags & ACK and not rst:
-            # a new incarnation (RFC 9293 3.6.1 / RFC 6191): let the listener have it
-            newer = sseq > nxt or (ts is not None and self.ts_ok
-                                   and (ts[0] - self.ts_recent) & M32 < HALF
-                                   and ts[0] != self.ts_recent)
-            if newer and self.layer.reopen_from_time_wait(self, buf, seq, ack, flags, win, hl):
-                return None
         if not ok:
             if not rst:
                 self.rx_dup += 1

@@ -175,6 +175,13 @@ class Tcp:
                             key=self._secret, digest_size=4).digest()
         return (int(self.rt.now() * 250000) + int.from_bytes(h, "big")) & M32
 
+    def ts_offset(self, conn: Connection) -> int:
+        """Timestamp clock offset for a 4-tuple (RFC 7323 7.1: random per connection pair)."""
+        h = hashlib.blake2s(b"ts" + conn.local.packed + conn.remote.packed
+                            + struct.pack("!HH", conn.lport, conn.rport),
+                            key=self._secret, digest_size=4).digest()
+        return int.from_bytes(h, "big")
+
     def stats(self) -> dict[str, Any]:
         return {
             "connections": len(self.conns), "time_wait": self.time_wait,
