@@ -105,13 +105,19 @@ def tx(addr, port, n, nodelay, limit):
     if nodelay:
         s.setsockopt(ps.IPPROTO_TCP, ps.TCP_NODELAY, 1)
     s.connect((addr, port))
+    s.setsockopt(ps.SOL_SOCKET, ps.SO_SNDTIMEO, 0.5)  # so the deadline is seen
     chunk = bytes(range(256)) * 256
     deadline = time.monotonic() + limit
     left = n
     while left > 0 and time.monotonic() < deadline:
-        k = s.send(chunk if left >= len(chunk) else chunk[:left])
-        left -= k
-    s.close()
+        try:
+            left -= s.send(chunk if left >= len(chunk) else chunk[:left])
+        except BlockingIOError:
+            pass
+    if left:
+        s.abort()
+    else:
+        s.close()
     return {"sent": n - left}
 
 for line in sys.stdin:
