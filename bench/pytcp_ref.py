@@ -384,13 +384,14 @@ def _p2k(peer: _Peer, ns: str, key: str, dst: str, port: int, nbytes: int, limit
 
 def measure(which: list[str], nbytes: int, mtu: int = 1500, limit: float = 120.0,
             nodelay: bool = True, optimize: bool = True, verbose: bool = True,
-            slow_limit: float = 30.0) -> dict[str, Result]:
+            slow_limit: float = 30.0, pcap: str | None = None) -> dict[str, Result]:
     """Run PyTCP for each key of `which` among k2v4,k2v6,v2k4,v2k6 (others ignored).
 
     v2k* runs with PyTCP's default options, cut at `slow_limit` seconds (its sender is
     stop-and-wait there, ~0.25 Mbit/s, so 50 MB would take half an hour); with `nodelay`
     it is repeated with TCP_NODELAY as key+"nd" (PyTCP's Nagle check holds every
-    timestamped full-sized segment, see docs/results-pytcp.md).
+    timestamped full-sized segment, see docs/results-pytcp.md). `pcap`: a file to
+    capture the TAP into (headers only, tshark), to look at what PyTCP did.
     """
     keys = [k for k in PATHS if k in which]
     if not keys:
@@ -401,12 +402,18 @@ def measure(which: list[str], nbytes: int, mtu: int = 1500, limit: float = 120.0
     results: dict[str, Result] = {}
     subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
     peer: _Peer | None = None
+    cap: subprocess.Popen | None = None
     try:
         _ns(ns, "ip", "link", "set", "lo", "up")
         _ns(ns, "ip", "tuntap", "add", "dev", tap, "mode", "tap")
         _ns(ns, "ip", "link", "set", tap, "mtu", str(mtu), "up")
         _ns(ns, "ip", "addr", "add", f"{K4}/24", "dev", tap)
         _ns(ns, "ip", "-6", "addr", "add", f"{K6}/64", "dev", tap, "nodad")
+        if pcap:
+            cap = subprocess.Popen(["ip", "netns", "exec", ns, "tshark", "-q", "-i", tap,
+                                    "-s", "128", "-w", pcap], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+            time.sleep(2)
         port = 6000
         jobs = [(k, False) for k in keys]
         jobs += [(k + "nd", True) for k in keys if k.startswith("v2k") and nodelay]
@@ -429,6 +436,9 @@ def measure(which: list[str], nbytes: int, mtu: int = 1500, limit: float = 120.0
     finally:
         if peer is not None:
             peer.stop()
+        if cap is not None:
+            cap.terminate()
+            cap.wait()
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
     return results
 
@@ -442,6 +452,7 @@ def main() -> int:
     ap.add_argument("--limit", type=float, default=120, help="seconds per transfer")
     ap.add_argument("--slow-limit", type=float, default=30,
                     help="seconds for PyTCP -> kernel with default options (stop-and-wait)")
+    ap.add_argument("--pcap", help="capture the TAP (headers) into this file")
     ap.add_argument("--no-O", dest="optimize", action="store_false",
                     help="run PyTCP without python -O (its log calls stay in)")
     args = ap.parse_args()
@@ -454,7 +465,7 @@ def main() -> int:
             print(setup())
             return 0
         measure(args.only.split(","), int(args.mbytes * 1e6), args.mtu, args.limit,
-                optimize=args.optimize, slow_limit=args.slow_limit)
+                optimize=args.optimize, slow_limit=args.slow_limit, pcap=args.pcap)
     except SetupError as e:
         print(f"pytcp_ref: {e}", file=sys.stderr)
         return 1
