@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 import uuid
 
 import pytest
@@ -186,3 +187,61 @@ def test_syn_flood_from_kernel_side_leaves_service_working(netns_factory) -> Non
     lst = res["listener"]
     assert lst["half_open"] <= 32 and res["conns"] <= 32 + 2
     assert lst["cookies_sent"] > 0 and lst["cookies_ok"] + lst["accepted"] >= 2
+
+
+def test_vnet_host_cli_tcp_commands_with_kernel(netns_factory, tmp_path) -> None:
+    """The surface scripts use: `vnet host --attach tap://...` and `vnet ctl SOCK tcp ...`
+    against kernel peers, both directions, pattern checked on both ends."""
+    import subprocess
+
+    need_tun()
+    ns = netns_factory("vcli")
+    name = f"vt{uuid.uuid4().hex[:8]}"
+    ctl = str(tmp_path / "h.ctl")
+    host = subprocess.Popen([sys.executable, "-m", "vnet", "host", "--attach",
+                             f"tap://{name}?netns={ns.name}", "--addr", f"{V4_V}/24",
+                             "--addr", f"{V6_V}/64", "--no-dhcp", "--ctl", ctl],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def vctl(*words: str) -> tuple[int, dict | str]:
+        r = subprocess.run([sys.executable, "-m", "vnet", "ctl", "--json", ctl, *words],
+                           capture_output=True, text=True, timeout=60)
+        try:
+            return r.returncode, json.loads(r.stdout)
+        except ValueError:
+            return r.returncode, r.stdout + r.stderr
+
+    try:
+        for _ in range(100):
+            if (tmp_path / "h.ctl").exists():
+                break
+            time.sleep(0.1)
+        ns.run("ip", "addr", "add", f"{V4_K}/24", "dev", name)
+        ns.run("ip", "-6", "addr", "add", f"{V6_K}/64", "dev", name, "nodad")
+        time.sleep(1.5)  # DAD on the vnet side
+        assert vctl("tcp", "listen", "5001", "echo")[0] == 0
+        r = ns.run(sys.executable, "-c", kernel_peer.TCP_CLIENT, V6_V, "5001", "2000000")
+        k2v = json.loads(r.stdout.splitlines()[-1])
+        srv = subprocess.Popen(["ip", "netns", "exec", ns.name, sys.executable, "-c",
+                                kernel_peer.TCP_ECHO_SERVER, V4_K, "5002"],
+                               stdout=subprocess.PIPE, text=True)
+        assert srv.stdout.readline().startswith("ready")
+        rc, v2k = vctl("tcp", "connect", V4_K, "5002", "3000000")
+        kside = json.loads(srv.communicate(timeout=30)[0].splitlines()[-1])
+        rc_refused, refused = vctl("tcp", "connect", V4_K, "5999", "10")
+        _, stat = vctl("tcp", "stat")
+    finally:
+        subprocess.run([sys.executable, "-m", "vnet", "ctl", ctl, "shutdown"],
+                       capture_output=True, timeout=10)
+        try:
+            host.wait(10)
+        except subprocess.TimeoutExpired:
+            host.kill()
+            host.wait()
+    assert k2v["equal"] and k2v["received"] == 2_000_000
+    assert rc == 0 and v2k["ok"] and v2k["received"] == 3_000_000, v2k
+    assert v2k["received_pattern_ok"] and v2k["goodput_mbit"] > 0
+    assert kside["received"] == 3_000_000 and kside["pattern_ok"]
+    assert rc_refused == 1 and refused["ok"] is False
+    served = stat["served"][0]
+    assert served["mode"] == "echo" and served["pattern_ok"] and served["received"] == 2_000_000
