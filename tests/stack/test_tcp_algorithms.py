@@ -27,6 +27,14 @@ def test_rto_rfc6298() -> None:
     assert r.rto == 0.2  # the floor
 
 
+def test_rto_per_ack_samples_rfc7323_appendix_g() -> None:
+    r = RtoEstimator()
+    r.sample(0.1)
+    r.sample(0.3, per_rtt=4)  # gains divided by the samples expected per round trip
+    assert r.rttvar == pytest.approx((1 - 0.25 / 4) * 0.05 + 0.25 / 4 * 0.2)
+    assert r.srtt == pytest.approx((1 - 0.125 / 4) * 0.1 + 0.125 / 4 * 0.3)
+
+
 def test_newreno_slow_start_avoidance_and_loss() -> None:
     mss = 1000
     cc = NewReno(mss)

@@ -802,7 +802,8 @@ class Connection:
         if tsecr and self.ts_ok:
             rtt = (((int(now * 1000) + self.ts_offset) - tsecr) & M32) / 1000.0
             if rtt < 60:
-                self.rto.sample(rtt)
+                # ExpectedSamples = ceil(FlightSize / (2 SMSS)) (RFC 7323 appendix G)
+                self.rto.sample(rtt, (self.snd_max - una) // (2 * self.eff_mss) + 1)
             else:
                 rtt = None
         elif self.rtt_seq >= 0 and ack >= self.rtt_seq:

@@ -25,8 +25,13 @@ class RtoEstimator:
         self.rto = initial
         self.backoffs = 0
 
-    def sample(self, r: float) -> None:
-        """A round-trip measurement in seconds (RFC 6298 2.2 and 2.3); clears the backoff."""
+    def sample(self, r: float, per_rtt: int = 1) -> None:
+        """A round-trip measurement in seconds (RFC 6298 2.2 and 2.3); clears the backoff.
+
+        `per_rtt`: how many samples to expect per round trip. With timestamps every ACK
+        is a sample, so the gains are divided by it (RFC 7323 appendix G) and the
+        estimator still moves at RFC 6298's pace per round trip.
+        """
         if r < 0:
             return
         srtt = self.srtt
@@ -34,8 +39,10 @@ class RtoEstimator:
             self.srtt = r
             self.rttvar = r / 2
         else:
-            self.rttvar = (1 - BETA) * self.rttvar + BETA * abs(srtt - r)
-            self.srtt = (1 - ALPHA) * srtt + ALPHA * r
+            a = ALPHA / per_rtt
+            b = BETA / per_rtt
+            self.rttvar = (1 - b) * self.rttvar + b * abs(srtt - r)
+            self.srtt = (1 - a) * srtt + a * r
         base = self.srtt + max(CLOCK_G, K * self.rttvar)
         self.base = min(max(base, self.min_rto), self.max_rto)
         self.rto = self.base
