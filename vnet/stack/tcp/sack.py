@@ -6,6 +6,11 @@ Sequence numbers here are unwrapped (plain ints that never wrap), see connection
 
 from __future__ import annotations
 
+from bisect import insort
+from operator import itemgetter
+
+_start = itemgetter(0)
+
 #: bound on out-of-order pieces kept (bytes are bounded by the receive window)
 MAX_OOO_PIECES = 512
 
@@ -47,8 +52,8 @@ class Reassembly:
             return False
         if len(pieces) + len(new) > MAX_OOO_PIECES:
             return False
-        pieces.extend(new)
-        pieces.sort(key=lambda p: p[0])
+        for piece in new:
+            insort(pieces, piece, key=_start)
         self.nbytes += sum(len(d) for _, d in new)
         self.last = start
         return True
