@@ -17,7 +17,7 @@ def test_demo_in_simulated_time(tmp_path, capsys):
     assert pcap.stat().st_size > 1000
     assert re.search(r"SLAAC from the router's RAs after [\d.]+ s: a=2001:db8:1:\S+ +b=2001:db8:2:", out)
     assert re.search(r"ping a -> 10.0.2.2: 10 sent, \d+ received", out)
-    assert re.search(r"TCP a -> .* 2,000,000 bytes in .* Mbit/s goodput .* data intact", out)
+    assert re.search(r"TCP a -> .* 5,000,000 bytes in .* Mbit/s goodput .* data intact", out)
 
 
 def test_demo_is_deterministic(tmp_path, capsys):

@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host-delay", type=float, default=5.0, help="router cable delay ms (5)")
     p.add_argument("--host-loss", type=float, default=0.5, help="router cable loss %% (0.5)")
     p.add_argument("--host-rate", type=float, default=10.0, help="router cable Mbit/s (10)")
-    p.add_argument("--tcp-bytes", type=int, default=2_000_000, help="TCP transfer size (2 MB)")
+    p.add_argument("--tcp-bytes", type=int, default=5_000_000, help="TCP transfer size (5 MB)")
 
 
 def build(rt: Runtime, args: argparse.Namespace, fast_timers: bool):

@@ -41,9 +41,11 @@ class HostsNet:
         Link(rt, self.s1.add_port(), ia.port, delay=0.0005)
         Link(rt, self.s1.add_port(), r0.port, delay=0.0005)
         Link(rt, self.s2.add_port(), ib.port, delay=0.0005)
-        # wirefilter's bandwidth is in bytes/s
+        # wirefilter's bandwidth is in bytes/s; a channel buffer of ~100 ms of traffic
+        # keeps the queue (and TCP's RTT) bounded, like a real bottleneck's
         self.wf = WireFilter(rt, r1.port, self.s2.add_port(), delay=delay_ms, loss=loss,
-                             bandwidth=rate_bps / 8)
+                             bandwidth=rate_bps / 8,
+                             chanbufsize=max(16 * 1514, int(rate_bps / 8 * 0.1)))
         self.a.add_address("eth0", "10.0.1.2/24")
         self.a.add_route("0.0.0.0/0", via="10.0.1.1")
         self.b.add_address("eth0", "10.0.2.2/24")
