@@ -539,3 +539,53 @@ def test_cli_host_configures_itself_from_dnsmasq_and_radvd(netns_factory):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def test_dhcpv6_address_from_dnsmasq(netns_factory):
+    """dnsmasq advertises the Managed flag (--enable-ra) and leases IA_NA addresses: the
+    vnet host asks by DHCPv6, binds the address and the kernel pings it."""
+    need_tun()
+    need_tool("dnsmasq", "ping")
+    ns = netns_factory("vh6")
+    tap = tapname()
+    tmp = tempfile.mkdtemp(prefix="vnet-dhcp6-")
+
+    async def main(rt: AsyncioRuntime) -> None:
+        host = Host(rt, "vh")
+        host.dhcp6_on_managed = True
+        iface = host.add_interface("eth0")
+        att = await attach(f"tap://{tap}?netns={ns.name}", iface.port, rt)
+        dns = None
+        try:
+            await sh(ns, "ip", "addr", "add", "fd74::1/64", "dev", tap, "nodad")
+            dns = await asyncio.create_subprocess_exec(
+                "ip", "netns", "exec", ns.name, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
+                "--port=0", f"--interface={tap}", "--bind-interfaces", "--user=root",
+                "--enable-ra", "--ra-param=*,4", "--dhcp-range=fd74::100,fd74::1ff,64,10m",
+                "--dhcp-option=option6:dns-server,[fd74::53]",
+                f"--dhcp-leasefile={tmp}/leases", f"--pid-file={tmp}/pid",
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+            def bound():
+                c = host.dhcp6.get("eth0")
+                return c is not None and c.state == "bound" and c.addrs
+
+            assert await wait_for(bound, 25.0), dict(host.stats)
+            client = host.dhcp6["eth0"]
+            addr = ipaddress.IPv6Address(client.addrs[0])
+            assert ipaddress.IPv6Address("fd74::100") <= addr <= ipaddress.IPv6Address("fd74::1ff")
+            assert client.dns == ["fd74::53"]
+            row = next(a for a in host.describe_addresses() if a["addr"] == f"{addr}/128")
+            assert row["origin"] == "dhcp6" and 0 < row["valid_lft"] <= 600
+            await asyncio.sleep(1.2)  # its optimistic DAD
+            rc, out = await sh(ns, "ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", str(addr))
+            assert rc == 0, out
+        finally:
+            if dns is not None and dns.returncode is None:
+                dns.terminate()
+                await dns.wait()
+            for d in list(host.dhcp6.values()):
+                d.stop()
+            att.close()
+
+    run(main, seed=8)

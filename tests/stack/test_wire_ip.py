@@ -29,7 +29,7 @@ from scapy.layers.l2 import ARP, Ether
 
 from vnet.runtime.sim import SimRuntime
 from vnet.stack.host import Host
-from vnet.wire import arp, dhcp4, icmp4, icmp6, igmp, ipv4, ipv6
+from vnet.wire import arp, dhcp4, dhcp6, icmp4, icmp6, igmp, ipv4, ipv6
 from vnet.wire.errors import WireError
 
 A4 = ipaddress.IPv4Address("192.0.2.1").packed
@@ -142,6 +142,8 @@ PARSERS = [
     lambda b: igmp.parse_query(b),
     lambda b: icmp6.parse_rdnss(b),
     lambda b: icmp6.parse_route_info(b),
+    lambda b: dhcp6.parse(b),
+    lambda b: dhcp6.parse_ia_na(b),
 ]
 
 
@@ -200,3 +202,32 @@ def test_engine_counts_and_drops_mutated_packets(seed, flips, cut):
     rt.run(until=rt.now() + 5)
     assert any(ICMP in Ether(f) and Ether(f)[ICMP].type == 0 for f in out) or \
         any(ARP in Ether(f) for f in out)
+
+
+def test_dhcpv6_messages_vs_scapy():
+    from scapy.layers.dhcp6 import (
+        DHCP6_Reply,
+        DHCP6_Solicit,
+        DHCP6OptClientId,
+        DHCP6OptDNSServers,
+        DHCP6OptIA_NA,
+        DHCP6OptIAAddress,
+        DHCP6OptServerId,
+    )
+
+    ours = dhcp6.build(dhcp6.SOLICIT, 0xABCDE, [dhcp6.option(dhcp6.OPT_CLIENTID,
+                                                              dhcp6.duid_ll(MAC)),
+                                                 dhcp6.ia_na(7)])
+    sc = DHCP6_Solicit(ours)
+    assert sc.trid == 0xABCDE and sc[DHCP6OptIA_NA].iaid == 7
+    assert bytes(sc[DHCP6OptClientId].duid)[-6:] == MAC
+    reply = bytes(DHCP6_Reply(trid=5) / DHCP6OptClientId() / DHCP6OptServerId() /
+                  DHCP6OptIA_NA(iaid=7, T1=100, T2=160, ianaopts=[
+                      DHCP6OptIAAddress(addr="2001:db8::77", preflft=200, validlft=300)]) /
+                  DHCP6OptDNSServers(dnsservers=["2001:db8::53"]))
+    m = dhcp6.parse(reply)
+    assert m.msg_type == dhcp6.REPLY and m.xid == 5
+    iaid, t1, t2, addrs, status = dhcp6.parse_ia_na(m.get(dhcp6.OPT_IA_NA))
+    assert (iaid, t1, t2, status) == (7, 100, 160, 0)
+    assert addrs == [dhcp6.IaAddress(ipaddress.IPv6Address("2001:db8::77").packed, 200, 300)]
+    assert m.get(dhcp6.OPT_DNS_SERVERS) == ipaddress.IPv6Address("2001:db8::53").packed

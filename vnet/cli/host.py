@@ -215,8 +215,9 @@ def make_console(host: Host, rt: AsyncioRuntime, state: dict[str, Any]) -> Conso
     c.add("stats", lambda w: host.counters(), "", "counters (drops by reason, caches, ports)")
     c.add("routers", lambda w: host.default_routers(), "", "the IPv6 default router list")
     c.add("dns", lambda w: host.dns_servers(), "", "DNS servers learned from RAs and DHCP")
-    c.add("dhcp", lambda w: {n: d.describe() for n, d in host.dhcp.items()}, "",
-          "DHCPv4 client state and lease per interface")
+    c.add("dhcp", lambda w: {**{n: d.describe() for n, d in host.dhcp.items()},
+                             **{f"{n} (v6)": d.describe() for n, d in host.dhcp6.items()}},
+          "", "DHCPv4 and DHCPv6 client state and lease per interface")
     c.add("shutdown", lambda w: (state["stop"].set(), "bye")[1], "", "stop the host")
     register_more_commands(c, host, rt)
     return c
@@ -269,6 +270,7 @@ async def _main(rt: AsyncioRuntime, args: argparse.Namespace, addrs: list[tuple[
             RaDaemon(host, min_interval=args.ra_min, max_interval=args.ra_max,
                      preference=args.ra_preference)
         if not addrs and not args.router and not args.no_dhcp:
+            host.dhcp6_on_managed = True  # DHCPv6 when an RA says Managed
             from vnet.stack.dhcp4_client import Dhcp4Client
             for iface in host.ifaces:
                 Dhcp4Client(host, iface, ipv4ll_fallback=not args.no_ipv4ll).start()
@@ -284,7 +286,7 @@ async def _main(rt: AsyncioRuntime, args: argparse.Namespace, addrs: list[tuple[
     finally:
         if host.ra_daemon is not None:
             host.ra_daemon.stop()
-        for d in list(host.dhcp.values()):
+        for d in list(host.dhcp.values()) + list(host.dhcp6.values()):
             d.stop()
         if server is not None:
             await server.close()

@@ -226,6 +226,9 @@ class AddrConf:
             return
         self.ra_seen[iface.name] = self.ra_seen.get(iface.name, 0) + 1
         now = self.rt.now()
+        if ra.flags & icmp6.RA_MANAGED and self.dhcp6_on_managed and iface.name not in self.dhcp6:
+            from vnet.stack.dhcp6_client import Dhcp6Client
+            Dhcp6Client(self, iface).start()
         if ra.hop_limit:
             iface.cur_hop_limit = ra.hop_limit
         if ra.reachable and ra.reachable // 1000 <= 3600:

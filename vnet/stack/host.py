@@ -77,6 +77,8 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
         self.secret = rt.rng.getrandbits(128).to_bytes(16, "big")  # RFC 7217 secret_key
         self.ra_daemon: Any = None
         self.dhcp: dict[str, Any] = {}
+        self.dhcp6: dict[str, Any] = {}
+        self.dhcp6_on_managed = False  # start DHCPv6 when an RA sets the Managed flag
         self._init_ip4()
         self._init_ip6()
 
@@ -385,6 +387,9 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
         for name, d in self.dhcp.items():
             for srv in d.lease.get("dns", []):
                 out.append({"server": srv, "dev": name, "source": "dhcp"})
+        for name, d6 in self.dhcp6.items():
+            for srv in d6.dns:
+                out.append({"server": srv, "dev": name, "source": "dhcp6"})
         return out
 
     def describe_neighbors(self) -> list[dict[str, Any]]:

@@ -307,7 +307,7 @@ class IPv6Layer:
 
     def _deliver6(self: Any, iface: Interface, pkt: memoryview, h: ipv6.IPv6Header) -> None:
         nh = h.next_header
-        if nh == 6 or nh == 17:  # no extension headers: the common case, straight through
+        if nh == 6 or (nh == 17 and not self.dhcp6):  # no extension headers: straight through
             handler = self.transports.get(nh)
             if handler is not None:
                 handler(self._meta6(iface, h), pkt[40:])
@@ -340,6 +340,11 @@ class IPv6Layer:
             return
         if proto == ipv6.NONE:
             return
+        if proto == 17 and self.dhcp6 and payload[2:4] == b"\x02\x22":
+            client = self.dhcp6.get(iface.name)
+            if client is not None:
+                client.receive(h.src, payload)
+                return
         handler = self.transports.get(proto)
         if handler is None:
             st["ip6_unknown_proto"] += 1
