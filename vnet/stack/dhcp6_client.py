@@ -116,14 +116,16 @@ class Dhcp6Client:
         self._send(dhcp6.REBIND if rebind else dhcp6.RENEW, extra)
         self._arm(self._next_rto(), self._renew)
 
-    def receive(self, src: bytes, udp: memoryview) -> None:
+    def receive(self, src: bytes, dst: bytes, udp: memoryview) -> None:
         st = self.host.stats
         try:
             if len(udp) < 8:
                 raise WireError("UDP header truncated")
-            _, _, ln, csum = _UDP.unpack_from(udp)
+            _, _, ln, _ = _UDP.unpack_from(udp)
             if ln < 8 or ln > len(udp):
                 raise WireError("bad UDP length")
+            if checksum(udp[:ln], pseudo6(src, dst, 17, ln)) not in (0, 0xFFFF):
+                raise WireError("bad UDP checksum")  # mandatory over IPv6 (RFC 8200 8.1)
             m = dhcp6.parse(udp[8:ln])
         except WireError:
             st["dhcp6_bad"] += 1

@@ -343,7 +343,7 @@ class IPv6Layer:
         if proto == 17 and self.dhcp6 and payload[2:4] == b"\x02\x22":
             client = self.dhcp6.get(iface.name)
             if client is not None:
-                client.receive(h.src, payload)
+                client.receive(h.src, h.dst, payload)
                 return
         handler = self.transports.get(proto)
         if handler is None:
