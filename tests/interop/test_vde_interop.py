@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -363,11 +364,25 @@ def test_console_over_mgmt_socket(tmp_path, procs):
     d, mgmt = tmp_path / "sw", tmp_path / "mgmt"
     vnet_switch(procs, d, "-M", str(mgmt), "-n", "8")
 
+    # One human-protocol session for the many commands (a `vnet ctl` process each would
+    # cost a Python start-up per command); `vnet ctl` itself is checked at the end.
+    sess = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sess.settimeout(10)
+    sess.connect(str(mgmt))
+    reader = sess.makefile("r")
+
     def ctl(*words: str, ok: bool = True) -> str:
-        r = subprocess.run(vnet_cmd("ctl", str(mgmt), *words), capture_output=True, text=True,
-                           timeout=10)
-        assert (r.returncode == 0) == ok, r.stdout + r.stderr
-        return r.stdout + r.stderr
+        sess.sendall((" ".join(words) + "\n").encode())
+        lines = []
+        while True:
+            line = reader.readline()
+            assert line, "control socket closed"
+            lines.append(line)
+            code = line[:4]
+            if code.isdigit() and line[0] == "1" and line[4:5] == " ":
+                break
+        assert (code == "1000") == ok, "".join(lines)
+        return "".join(lines)
 
     async def main(rt):
         pa, pb = Port(), Port()
@@ -398,7 +413,8 @@ def test_console_over_mgmt_socket(tmp_path, procs):
                                                         ok=False)
         c2 = await connect(rt, Port(), str(d), want=2)  # a second endpoint on port 2
         out = await actl("port/print", "2")
-        ids = [int(w) for w in out.split() if w.isdigit() and len(w) == 4][1:]
+        ids = [int(line.split("endpoint ID")[1].split()[0]) for line in out.splitlines()
+               if "endpoint ID" in line]
         assert len(ids) == 2, out
         await actl("port/epclose", "2", str(ids[1]))
         await asyncio.wait_for(c2.wait_closed(), 10)
@@ -409,11 +425,18 @@ def test_console_over_mgmt_socket(tmp_path, procs):
         await until(lambda: len(gb) >= 2)
         assert "stopped" in await actl("pcap/stop")
         assert cap.stat().st_size > 24 + 80
-        await actl("port/remove", "3")
+        r = await loop.run_in_executor(None, lambda: subprocess.run(
+            vnet_cmd("ctl", str(mgmt), "port/remove", "3"), capture_output=True, text=True,
+            timeout=20))
+        assert r.returncode == 0 and "port 3 removed" in r.stdout, r.stdout + r.stderr
         await asyncio.wait_for(b.wait_closed(), 10)
         a.close()
 
-    run(main)
+    try:
+        run(main)
+    finally:
+        reader.close()
+        sess.close()
 
 
 def test_tap_port_and_pcap_with_vde_plug2tap_and_tshark(tmp_path, procs, netns_factory):
