@@ -30,7 +30,7 @@ def ns_run(ns, *cmd, **kw):
 def ping(ns, dst, n=20):
     r = ns_run(ns, "ping", "-q", "-c", str(n), "-i", "0.2", "-W", "2", dst, check=False)
     m = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)", r.stdout)
-    return float(m.group(2)) if m else None
+    return float(m.group(2)) if m and " 0% packet loss" in r.stdout else None
 
 
 def iperf(server_ns, client_ns, dst, seconds):
@@ -97,7 +97,9 @@ def main() -> int:
             ns_run(ns, "ip", "addr", "add", f"10.99.0.{i + 1}/24", "dev", "vrr0")
         time.sleep(12)  # ring formation, address publication
         last = f"10.99.0.{a.nodes}"
-        ping(nss[0], last, 5)  # warm up ARP through the DHT
+        for _ in range(10):  # warm up: ARP both ways through the DHT
+            if ping(nss[0], last, 3) is not None:
+                break
         rows = {
             "ping_rtt_ms": (ping(nss[0], last), ping(direct[0], "10.98.0.2")),
             "tcp_mbit_s": (iperf(nss[-1], nss[0], last, a.seconds),
