@@ -29,7 +29,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     text = json.dumps(result, indent=2) if args.json else render(result)
     if text:
-        print(text)
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:  # `vnet ctl ... | head`: the reader left; not an error
+            sys.stderr.close()
+            return 0
     # Commands that test reachability (ping) report failure through a false "ok" field.
     if isinstance(result, dict) and result.get("ok") is False:
         return 1

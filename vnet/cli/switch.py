@@ -68,6 +68,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mtu", type=int, default=1500,
                    help="largest payload forwarded (default 1500; 9000 for jumbo frames)")
     p.add_argument("--stp", action="store_true", help="run 802.1D spanning tree")
+    p.add_argument("--stp-priority", type=int, default=32768, metavar="N",
+                   help="bridge priority, lowest wins the root election (default 32768)")
+    p.add_argument("--stp-hello", type=float, default=2.0, metavar="S", help="hello time (2 s)")
+    p.add_argument("--stp-max-age", type=float, default=20.0, metavar="S", help="max age (20 s)")
+    p.add_argument("--stp-forward-delay", type=float, default=15.0, metavar="S",
+                   help="forward delay (15 s)")
     p.add_argument("--pcap", default=None, metavar="FILE",
                    help="capture every port to FILE (.pcap, else pcapng)")
     p.add_argument("--hashsize", "--mac-table-size", dest="hashsize", type=int, default=65536,
@@ -122,7 +128,8 @@ class SwitchDaemon:
         if a.stp:
             stp_mod = _import("vnet.link.stp", "--stp")
             try:
-                stp_mod.Stp(sw)
+                stp_mod.Stp(sw, priority=a.stp_priority, hello_time=a.stp_hello,
+                            max_age=a.stp_max_age, forward_delay=a.stp_forward_delay)
             except SwitchError as e:
                 raise Fatal(str(e)) from None
         from vnet.phy.vde_server import VdeServer, VdeServerError

@@ -75,8 +75,10 @@ class SwitchConsole:
         add("hash/setgcint", self.hash_setgcint, "SECONDS", "interval between table sweeps")
         add("pcap/start", self.cmd_pcap_start, "FILE", "capture all ports to FILE (.pcap or pcapng)")
         add("pcap/stop", self.cmd_pcap_stop, "", "stop the capture")
-        add("stp/print", self.stp_print, "", "spanning tree state (when --stp is on)")
-        add("stp/showinfo", self.stp_print, "", "spanning tree state (when --stp is on)")
+        add("stp/print", self.stp_print, "", "spanning tree state as text (when --stp is on)")
+        add("stp/showinfo", self.stp_showinfo, "", "spanning tree state as data (when --stp is on)")
+        add("stp/setpriority", self.stp_setpriority, "N", "bridge priority (lowest is root)")
+        add("stp/setcost", self.stp_setcost, "PORT COST", "a port's path cost")
 
     # ---- general -------------------------------------------------------------------------
 
@@ -304,11 +306,30 @@ class SwitchConsole:
         path, self.pcap_file = self.pcap_file, None
         return f"capture to {path} stopped" + (f" ({stats})" if stats else "")
 
-    def stp_print(self, args: list[str]) -> dict[str, Any]:
+    def _stp(self) -> Any:
         stp = self.switch.stp
         if stp is None:
             raise CommandError("spanning tree is off (start the switch with --stp)", errno.ENOSYS)
-        info = getattr(stp, "info", None)
-        if info is None:
-            raise CommandError("this spanning tree has no info", errno.ENOSYS)
-        return info()
+        return stp
+
+    def stp_showinfo(self, args: list[str]) -> dict[str, Any]:
+        return self._stp().info()
+
+    def stp_print(self, args: list[str]) -> str:
+        from vnet.link.stp import format_info
+
+        return format_info(self._stp().info())
+
+    def stp_setpriority(self, args: list[str]) -> None:
+        prio = _int(_args(args, 1, "stp/setpriority N")[0], "priority")
+        try:
+            self._stp().set_priority(prio)
+        except SwitchError as e:
+            raise CommandError(str(e)) from None
+
+    def stp_setcost(self, args: list[str]) -> None:
+        port, cost = (_int(x, "number") for x in _args(args, 2, "stp/setcost PORT COST"))
+        try:
+            self._stp().set_port_cost(port, cost)
+        except SwitchError as e:
+            raise CommandError(str(e)) from None
