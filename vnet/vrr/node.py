@@ -485,6 +485,8 @@ class VrrNode:
             self._neighbour_failed(nb.addr)
         elif new == LINKED and not self.active and nb.active:
             self._join(nb)
+        if new == LINKED and old != LINKED:
+            self._probe_gap = 0.0  # a new link may join two rings: look again soon
 
     def _neighbour_failed(self, n: int) -> None:
         for key, r in list(self._by_nh.get(n, {}).items()):
@@ -528,6 +530,8 @@ class VrrNode:
         had = self.rep
         self.rep, self.rep_seq = rep, rseq
         self.rep_parent = nb.addr
+        if had != rep:
+            self._probe_gap = 0.0  # the network changed: probe and check the ring again soon
         self.rep_expire = now + self.cfg.rep_hellos * self.cfg.hello_interval
         if had and had != rep and self.active and nb.state == LINKED and nb.active:
             # a smaller representative arrived: maybe another ring. Join it through the

@@ -400,16 +400,22 @@ def run_scenario(name: str, n: int, topology: str = "disk", degree: float = 8.0,
 
 
 def _two_halves(g: Graph, pos, n: int, topology: str, degree: float, rng: random.Random):
-    """Split a graph into two halves joined by a few bridge edges (the ones we cut/restore)."""
-    if pos is not None:
-        left = {i for i in range(n) if pos[i][0] < 0.5}
-    else:
-        left = set(range(n // 2))
-    bridge = sorted({(min(u, v), max(u, v)) for u in left for v in g[u] if v not in left})
-    # both halves must be connected on their own; otherwise fall back to a line split
-    halves = components(g, set(range(n)), down=set(bridge))
-    if len(halves) != 2:
-        g = line(n)
-        pos = None
-        bridge = [(n // 2 - 1, n // 2)]
-    return g, pos, bridge
+    """Split a graph into two connected halves joined by bridge edges (the ones we cut).
+
+    Disk graphs split at x = 0.5; stray pieces of the left half join the right one. If
+    the right half is still not connected a new graph is drawn; lines and grids split
+    by index.
+    """
+    for _ in range(20):
+        if pos is not None:
+            left0 = {i for i in range(n) if pos[i][0] < 0.5}
+            comps = components(g, left0)
+            left = max(comps, key=len) if comps else set()
+        else:
+            left = set(range(n // 2))
+        right = set(range(n)) - left
+        if left and right and len(components(g, right)) == 1 and len(components(g, left)) == 1:
+            bridge = sorted({(min(u, v), max(u, v)) for u in left for v in g[u] if v in right})
+            return g, pos, bridge
+        g, pos = make_graph(topology, n, degree, rng)
+    raise RuntimeError("could not split the graph into two connected halves")
