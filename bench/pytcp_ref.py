@@ -357,10 +357,14 @@ def _k2p(peer: _Peer, ns: str, key: str, dst: str, port: int, nbytes: int,
 
 def _p2k(peer: _Peer, ns: str, key: str, dst: str, port: int, nbytes: int, limit: float,
          nodelay: bool) -> tuple[Result, bool]:
-    sink = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SINK, dst,
-                             str(port), str(limit)], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    sink.stdout.readline()
+    # The reader outlives PyTCP's own deadline a little, so PyTCP stops first.
+    with open(os.path.join(CACHE, "sink-last.log"), "w") as errf:
+        sink = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SINK, dst,
+                                 str(port), str(limit + 2)], stdout=subprocess.PIPE,
+                                stderr=errf, text=True)
+    if not sink.stdout.readline():
+        sink.wait()
+        return Result(key, None, 0, nbytes, 0, False, "kernel reader did not start"), True
     peer.send(f"tx {dst} {port} {nbytes} {int(nodelay)} {limit}")
     try:
         out, _ = sink.communicate(timeout=limit + 15)
