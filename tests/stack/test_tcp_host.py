@@ -162,3 +162,17 @@ def test_mtu_learned_by_another_connection() -> None:
     c2.close()
     net.rt.run(until=net.rt.now() + 20)
     assert bytes(got[c2.lport]) == data and c2.mss == 1360
+
+
+def test_udp_to_a_closed_port_gets_port_unreachable() -> None:
+    net = Net(seed=5)
+    net.rt.run(until=30)
+    errors: list = []
+    udp_of(net.b)  # b has UDP but nothing bound on port 9
+    cli = udp_of(net.a).bind(0, lambda d, a, p, m: None)
+    net.a.register_error_handler(17, lambda meta, t, c, q: errors.append((meta.version, t, c)))
+    cli.sendto(b"anyone?", "10.0.2.2", 9)
+    cli.sendto(b"anyone?", net.slaac(net.b), 9)
+    net.rt.run(until=net.rt.now() + 2)
+    assert (4, 3, 3) in errors and (6, 1, 4) in errors
+    assert udp_of(net.b).rx_no_port == 2

@@ -119,6 +119,10 @@ class Udp:
         s = self.ports.get(dport)
         if s is None or (s.addr is not None and s.addr != meta.dst):
             self.rx_no_port += 1
+            # RFC 1122 4.1.3.1 / RFC 4443 3.1: say so (rate-limited, never for multicast)
+            unreachable = getattr(self.net, "port_unreachable", None)
+            if unreachable is not None:
+                unreachable(meta, 17, buf[:length])
             return
         data = bytes(buf[8:length])
         s.rx_datagrams += 1
