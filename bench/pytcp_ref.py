@@ -58,16 +58,19 @@ DRIVER = r'''
 import json, sys, time
 from pytcp import stack
 from pytcp.runtime import socket as ps
-from net_addr import Ip4IfAddr, Ip6IfAddr, MacAddress
+from net_addr import Ip4IfAddr, Ip6Address, Ip6IfAddr, MacAddress
 
 tap, mac, a4, a6, mtu = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+static6 = sys.argv[6:8]  # optional: kernel's IPv6 address and MAC, as a permanent ND entry
 stack.LOG__CHANNEL.clear()
 stack.LOG__CHANNEL.add("stack")
 stack.init()
 ifargs = stack.initialize_interface__tap(tap, mac_address=MacAddress(mac))
 ifargs["mtu"] = mtu
-stack.add_interface(**ifargs, ip4_host=Ip4IfAddr(a4), ip4_dhcp=False,
-                    ip6_host=Ip6IfAddr(a6), ip6_gua_autoconfig=False)
+ifx = stack.add_interface(**ifargs, ip4_host=Ip4IfAddr(a4), ip4_dhcp=False,
+                          ip6_host=Ip6IfAddr(a6), ip6_gua_autoconfig=False)
+if static6:
+    stack.neighbor.interface(ifx).add(ip=Ip6Address(static6[0]), mac=MacAddress(static6[1]))
 stack.start(wait_for_dhcp_bind=False)
 out = sys.stdout
 out.write(json.dumps({"ready": True}) + "\n"); out.flush()
@@ -304,13 +307,13 @@ def _ns(ns: str, *cmd: str) -> None:
     subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True, capture_output=True)
 
 
-def _start_peer(ns: str, tap: str, mtu: int, optimize: bool) -> _Peer:
+def _start_peer(ns: str, tap: str, mtu: int, optimize: bool, static6: list[str]) -> _Peer:
     log = os.path.join(CACHE, "pytcp-last.log")
     py = [f"{VENV}/bin/python"] + (["-O"] if optimize else [])
     # ip netns exec gives us a private mount namespace: the /dev bind ends with the process.
     inner = (f"mount --bind /dev {ROOT}/dev && exec chroot {ROOT} \"$@\"")
     cmd = ["ip", "netns", "exec", ns, "sh", "-c", inner, "sh", *py, "-c", DRIVER,
-           tap, PMAC, f"{P4}/24", f"{P6}/64", str(mtu)]
+           tap, PMAC, f"{P4}/24", f"{P6}/64", str(mtu), *static6]
     with open(log, "w") as errf:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=errf, text=True, bufsize=1)
@@ -388,14 +391,18 @@ def _p2k(peer: _Peer, ns: str, key: str, dst: str, port: int, nbytes: int, limit
 
 def measure(which: list[str], nbytes: int, mtu: int = 1500, limit: float = 120.0,
             nodelay: bool = True, optimize: bool = True, verbose: bool = True,
-            slow_limit: float = 30.0, pcap: str | None = None) -> dict[str, Result]:
+            slow_limit: float = 30.0, pcap: str | None = None, static_nd: bool = False
+            ) -> dict[str, Result]:
     """Run PyTCP for each key of `which` among k2v4,k2v6,v2k4,v2k6 (others ignored).
 
     v2k* runs with PyTCP's default options, cut at `slow_limit` seconds (its sender is
     stop-and-wait there, ~0.25 Mbit/s, so 50 MB would take half an hour); with `nodelay`
     it is repeated with TCP_NODELAY as key+"nd" (PyTCP's Nagle check holds every
     timestamped full-sized segment, see docs/results-pytcp.md). `pcap`: a file to
-    capture the TAP into (headers only, tshark), to look at what PyTCP did.
+    capture the TAP into (headers only, tshark), to look at what PyTCP did. `static_nd`:
+    give PyTCP a permanent ND entry for the kernel, which sidesteps its IPv6 stall
+    (PyTCP ignores NAs without a target link-layer option, so its unicast NUD probes of
+    the kernel fail; docs/results-pytcp.md finding 3).
     """
     keys = [k for k in PATHS if k in which]
     if not keys:
@@ -418,13 +425,18 @@ def measure(which: list[str], nbytes: int, mtu: int = 1500, limit: float = 120.0
                                     "-s", "128", "-w", pcap], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
             time.sleep(2)
+        static6: list[str] = []
+        if static_nd:
+            info = subprocess.run(["ip", "netns", "exec", ns, "ip", "-j", "link", "show", tap],
+                                  check=True, capture_output=True, text=True).stdout
+            static6 = [K6, json.loads(info)[0]["address"]]
         port = 6000
         jobs = [(k, False) for k in keys]
         jobs += [(k + "nd", True) for k in keys if k.startswith("v2k") and nodelay]
         for key, nd in jobs:
             port += 1
             if peer is None:
-                peer = _start_peer(ns, tap, mtu, optimize)
+                peer = _start_peer(ns, tap, mtu, optimize, static6)
             kind, dst, _ = PATHS[key[:4]]
             if kind == "rx":
                 res, alive = _k2p(peer, ns, key, dst, port, nbytes, limit)
@@ -457,6 +469,8 @@ def main() -> int:
     ap.add_argument("--slow-limit", type=float, default=30,
                     help="seconds for PyTCP -> kernel with default options (stop-and-wait)")
     ap.add_argument("--pcap", help="capture the TAP (headers) into this file")
+    ap.add_argument("--static-nd", action="store_true",
+                    help="permanent ND entry for the kernel in PyTCP (avoids its IPv6 stall)")
     ap.add_argument("--no-O", dest="optimize", action="store_false",
                     help="run PyTCP without python -O (its log calls stay in)")
     args = ap.parse_args()
@@ -469,7 +483,8 @@ def main() -> int:
             print(setup())
             return 0
         measure(args.only.split(","), int(args.mbytes * 1e6), args.mtu, args.limit,
-                optimize=args.optimize, slow_limit=args.slow_limit, pcap=args.pcap)
+                optimize=args.optimize, slow_limit=args.slow_limit, pcap=args.pcap,
+                static_nd=args.static_nd)
     except SetupError as e:
         print(f"pytcp_ref: {e}", file=sys.stderr)
         return 1
