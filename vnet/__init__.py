@@ -1,0 +1,3 @@
+"""vnet: virtual networks in user space."""
+
+__version__ = "0.1.0"
