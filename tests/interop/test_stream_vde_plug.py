@@ -18,6 +18,7 @@ import time
 import pytest
 
 from tests.conftest import need_tool
+from tests.util import recorders
 from vnet.link.port import Port
 from vnet.phy.url import attach
 from vnet.runtime.realtime import AsyncioRuntime, run
@@ -76,10 +77,7 @@ def stop(proc: subprocess.Popen) -> None:
 @pytest.mark.parametrize("how", ["dpipe", "two-urls"])
 def test_vnet_plug_cable_into_vde_switch(vde_switch, how):
     async def main(rt: AsyncioRuntime) -> None:
-        x, y = Port("x"), Port("y")
-        gx: list[bytes] = []
-        gy: list[bytes] = []
-        x.receive, y.receive = gx.append, gy.append
+        (x, gx), (y, gy) = recorders("x", "y")
         lis = await attach("tcp-listen://127.0.0.1:0", y, rt)
         url = f"tcp://127.0.0.1:{lis.address[1]}"
         if how == "dpipe":
@@ -177,10 +175,7 @@ def test_vnet_plug_default_switch_cable_between_two_vde_switches(tmp_path):
         procs.append(cable)
 
         async def main(rt: AsyncioRuntime) -> None:
-            x, y = Port("x"), Port("y")
-            gx: list[bytes] = []
-            gy: list[bytes] = []
-            x.receive, y.receive = gx.append, gy.append
+            (x, gx), (y, gy) = recorders("x", "y")
             xa = await attach(f"cmd://vde_plug vde://{dirs[0]}", x, rt)
             ya = await attach(f"cmd://vde_plug vde://{dirs[1]}", y, rt)
             try:

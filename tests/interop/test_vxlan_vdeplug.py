@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from tests.conftest import need_tool, need_tun
-from vnet.link.port import Port
+from tests.util import recorders
 from vnet.link.switch import Switch
 from vnet.phy.url import attach
 from vnet.runtime.realtime import AsyncioRuntime, run
@@ -50,10 +50,7 @@ def test_vnet_vtep_with_vdeplug4_vxlan(netns_factory):
     a, b, va, vb = pair(netns_factory)
 
     async def main(rt: AsyncioRuntime) -> None:
-        ours, theirs = Port("ours"), Port("theirs")
-        g_ours: list[bytes] = []
-        g_theirs: list[bytes] = []
-        ours.receive, theirs.receive = g_ours.append, g_theirs.append
+        (ours, g_ours), (theirs, g_theirs) = recorders("ours", "theirs")
         vx = await attach(f"vxlan://239.0.0.1?vni=1&dev={vb}&netns={b.name}", ours, rt)
         plug = await attach(f"cmd://ip netns exec {a.name} vde_plug vxlan://239.0.0.1", theirs, rt)
         try:
@@ -114,10 +111,7 @@ def test_two_vnet_vteps_over_ipv6_multicast(netns_factory):
         ns.run("ip", "-6", "addr", "add", ip, "dev", dev, "nodad")
 
     async def main(rt: AsyncioRuntime) -> None:
-        pa, pb = Port("a"), Port("b")
-        ga: list[bytes] = []
-        gb: list[bytes] = []
-        pa.receive, pb.receive = ga.append, gb.append
+        (pa, ga), (pb, gb) = recorders("a", "b")
         xa = await attach(f"vxlan://[ff05::4242]?vni=9&dev={va}&netns={a.name}", pa, rt)
         xb = await attach(f"vxlan://[ff05::4242]?vni=9&dev={vb}&netns={b.name}", pb, rt)
         try:

@@ -8,7 +8,8 @@ import socket
 import pytest
 
 from tests.conftest import need_tool
-from vnet.link.port import Port, connect
+from tests.util import recorders
+from vnet.link.port import connect
 from vnet.link.switch import Switch
 from vnet.phy.udp import parse_target
 from vnet.phy.url import UrlError, attach, parse_url
@@ -59,10 +60,7 @@ def test_udp_cable_between_two_switches():
 
     async def main(rt: AsyncioRuntime) -> None:
         s1, s2 = Switch(rt, mtu=9000), Switch(rt, mtu=9000)
-        e1, e2 = Port("e1"), Port("e2")
-        g1: list[bytes] = []
-        g2: list[bytes] = []
-        e1.receive, e2.receive = g1.append, g2.append
+        (e1, g1), (e2, g2) = recorders("e1", "e2")
         connect(s1.add_port(), e1)
         connect(s2.add_port(), e2)
         u1 = await attach(f"udp://127.0.0.1:{p1}:127.0.0.1:{p2}", s1.add_port(), rt)
@@ -96,10 +94,7 @@ def test_udp_against_vdeplug4_udp_module():
     p1, p2 = free_udp_ports(2)
 
     async def main(rt: AsyncioRuntime) -> None:
-        ours, theirs = Port("ours"), Port("theirs")
-        g_ours: list[bytes] = []
-        g_theirs: list[bytes] = []
-        ours.receive, theirs.receive = g_ours.append, g_theirs.append
+        (ours, g_ours), (theirs, g_theirs) = recorders("ours", "theirs")
         u = await attach(f"udp://127.0.0.1:{p1}:127.0.0.1:{p2}", ours, rt)
         plug = await attach(f"cmd://vde_plug udp://127.0.0.1:{p2}->127.0.0.1:{p1}", theirs, rt)
         try:

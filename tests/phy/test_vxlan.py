@@ -8,6 +8,7 @@ import socket
 import pytest
 
 from tests.phy.test_udp import A, B, frame, free_udp_ports, until
+from tests.util import recorders
 from vnet.link.port import Port, connect
 from vnet.link.switch import Switch
 from vnet.phy.url import UrlError, attach
@@ -21,10 +22,7 @@ def test_two_switches_over_vxlan_and_bad_packets():
 
     async def main(rt: AsyncioRuntime) -> None:
         s1, s2 = Switch(rt, mtu=9000), Switch(rt, mtu=9000)
-        e1, e2 = Port("e1"), Port("e2")
-        g1: list[bytes] = []
-        g2: list[bytes] = []
-        e1.receive, e2.receive = g1.append, g2.append
+        (e1, g1), (e2, g2) = recorders("e1", "e2")
         connect(s1.add_port(), e1)
         connect(s2.add_port(), e2)
         v1 = await attach(f"vxlan://127.0.0.1:{p2}?vni=7&local=127.0.0.1&lport={p1}",
@@ -96,10 +94,7 @@ def test_vxlan_over_ipv6_loopback():
         p1, p2 = s1.getsockname()[1], s2.getsockname()[1]
 
     async def main(rt: AsyncioRuntime) -> None:
-        a, b = Port("a"), Port("b")
-        ga: list[bytes] = []
-        gb: list[bytes] = []
-        a.receive, b.receive = ga.append, gb.append
+        (a, ga), (b, gb) = recorders("a", "b")
         va = await attach(f"vxlan://[::1]:{p2}?vni=99&local=::1&lport={p1}", a, rt)
         vb = await attach(f"vxlan://[::1]:{p1}?vni=99&local=::1&lport={p2}", b, rt)
         try:
