@@ -19,7 +19,7 @@ from vnet.cli.demo_hosts import run_hosts
 from vnet.link.l2ping import L2Echo, PingStats
 from vnet.link.link import Link
 from vnet.link.port import connect
-from vnet.link.switch import STATE_NAMES, Switch
+from vnet.link.switch import BLOCKING, FORWARDING, STATE_NAMES, Switch
 from vnet.runtime.base import Runtime
 from vnet.runtime.realtime import AsyncioRuntime
 from vnet.runtime.realtime import run as run_realtime
@@ -83,7 +83,7 @@ def report(rt: Runtime, switches, hosts, wf, cap, args, converged_at, bcast) -> 
         root = info.get("root_id", "?")
         print(f"  {sw.name}: root={root}  {states}")
     blocked = [f"{sw.name}.port{i}" for sw in switches for i, r in sw.ports.items()
-               if r.state != 4]
+               if r.state != FORWARDING]
     print(f"  blocked to break the loop: {', '.join(blocked) or 'none'}")
     print(f"broadcast check: {BROADCASTS} broadcasts from h1 reached h2 {bcast[1]}x and h3 "
           f"{bcast[2]}x (at most {BROADCASTS}x each: no loop; fewer = lost on the emulated cable)")
@@ -136,7 +136,7 @@ def scenario_steps(rt: Runtime, switches, hosts, args, settle: float):
 def converged(switches) -> bool:
     """Every port forwarding or blocking, and all bridges agree on one root."""
     roots = {sw.stp.info().get("root_id") for sw in switches if sw.stp}
-    return len(roots) == 1 and all(r.state in (1, 4) for sw in switches for r in sw.ports.values())
+    return len(roots) == 1 and all(r.state in (BLOCKING, FORWARDING) for sw in switches for r in sw.ports.values())
 
 
 def run(args: argparse.Namespace) -> int:
