@@ -101,7 +101,7 @@ def report(rt: Runtime, switches, hosts, wf, cap, args, converged_at, bcast) -> 
         else:
             rtt = "no replies"
         print(f"  {h.name}: sent {s.sent}, received {s.received}, loss {s.loss*100:.1f} %, {rtt}")
-    print(f"emulated cable counters: {wf.summary() if hasattr(wf, 'summary') else ''}")
+    print(f"emulated cable counters: {wf.summary()}")
     cap.close()
     size = Path(args.pcap).stat().st_size if Path(args.pcap).exists() else 0
     print(f"capture of switch s1: {args.pcap} ({size} bytes) - read it with `tshark -r {args.pcap}`")
