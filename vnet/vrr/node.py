@@ -69,7 +69,7 @@ class Config:
     q_down: float = 0.5  # link quality below which a linked neighbour fails (hysteresis)
     q_window: int = 16  # hellos in the quality window
     active_timeout: float = 3.0  # intervals without an active neighbour before self-activation
-    hop_limit: int = 64
+    hop_limit: int = 255  # the wire maximum: vset-paths at N = 1000+ exceed 64 hops
     max_routes: int = 4096
     max_pset: int = 256
     req_backoff: float = 1.0  # ext: seconds before the same setup_req may be sent again
@@ -152,6 +152,7 @@ class VrrNode:
         self._cand_seen = 0.0
         self._probe_gap = 0.0
         self._probe_vset: frozenset[int] = frozenset()
+        self._unsure = True  # ext: the last vset exchange showed an inconsistency
         self.rep_parent: int | None = None  # neighbour we heard the current rep from
         self._last_merge = -1e9
         self._rep_hist: dict[int, int] = {}  # rep id -> newest sequence seen (bounded)
@@ -381,13 +382,15 @@ class VrrNode:
             base = cfg.probe_hellos * iv
             if self._probe_gap <= 0:
                 self._probe_gap = base
-            short = len(self.vset) < cfg.r
-            if base > 0 and (now - self._last_probe >= (2 * iv if short and self._probe_gap <= base
-                                                         else self._probe_gap)
+            # ext: while our vset is short, changed since the last round, or a member's
+            # answer did not list us (an inconsistent ring), look again every 2 intervals
+            unsure = len(self.vset) < cfg.r or self._unsure
+            if base > 0 and (now - self._last_probe >= (2 * iv if unsure else self._probe_gap)
                              * (1 + 0.5 * self.rt.rng.random())):
                 vs = frozenset(self.vset)
-                self._probe_gap = (min(self._probe_gap * 2, 16 * base) if vs == self._probe_vset
-                                   else base)
+                self._probe_gap = (min(self._probe_gap * 2, 16 * base)
+                                   if vs == self._probe_vset and not unsure else base)
+                self._unsure = vs != self._probe_vset
                 self._probe_vset = vs
                 self._last_probe = now
                 self._probe()
@@ -756,6 +759,13 @@ class VrrNode:
         old = self._vlist()
         if src == self.addr:
             return
+        if src in self.vset and self._has_path_to(src) and vset2 is not None \
+                and self.addr not in vset2:
+            # ext: the requester does not count us in its vset, yet we hold a path to it:
+            # its end of that path is gone (a lost teardown or setup). Drop our half and
+            # build a fresh path, or both sides would retry forever
+            self._teardown_paths_to(src)
+            self._remove_vset(src)
         if src in self.vset and self._has_path_to(src):
             # a probe or a duplicate request: answer with our vset, build nothing
             self._add(None, vset2 or [])
@@ -794,7 +804,10 @@ class VrrNode:
             return
         if nh is not None:
             self.stats["setup_tx"] += 1
-            self._send_to(nh, W.SETUP, 0, hl, 0, dst, src, W.path_body(proxy, pid, vset2))
+            if not self._send_to(nh, W.SETUP, 0, hl, 0, dst, src, W.path_body(proxy, pid, vset2)):
+                # the next hop is gone: tear the half-built path down as a failure, so
+                # the responder does not keep a vset member whose path ends nowhere
+                self._teardown_path(pid, src, nh)
         elif dst == self.addr:
             if self._add(src, vset2):
                 if not self.active:
@@ -811,12 +824,15 @@ class VrrNode:
             self.stats["setup_fail_tx"] += 1
             self._send_to(nh, W.SETUP_FAIL, 0, hl, 0, dst, src, W.path_body(proxy, 0, vset2))
         elif dst == self.addr:
+            if src in self.vset and self.addr not in vset2:
+                self._unsure = True  # a member that does not count us: check again soon
             self._add(None, [*vset2, src])
 
     def _rx_teardown(self, ea: int, pid: int, vset2: list[int] | None, sender: int) -> None:
-        r = self._rt_remove(pid, ea)
-        if r is None:
-            return
+        r = self.routes.get((ea, pid))
+        if r is None or (sender != r.na and sender != r.nb):
+            return  # not on this path: removing it here would strand both halves
+        self._rt_remove(pid, ea)
         if sender == r.na:
             nxt, other, mine = r.nb, r.ea, r.nb is None
         elif sender == r.nb:
