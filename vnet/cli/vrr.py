@@ -53,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="simulated seconds allowed to converge (default 120)")
     p.add_argument("--plot", metavar="DIR", help="write PNG plots (ring picture, tables) to DIR")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--progress", action="store_true",
+                   help="print convergence progress to stderr every 10 simulated s")
 
 
 def _fail(msg: str) -> int:
@@ -199,7 +201,9 @@ def run_sim(args: argparse.Namespace) -> int:
         return _fail("--degree must be at least 3 for a connected unit-disk graph")
     try:
         res = sim.run_scenario(args.scenario, args.n, topology=args.topology, degree=args.degree,
-                               seed=args.seed, pairs=args.pairs, settle=args.settle)
+                               seed=args.seed, pairs=args.pairs, settle=args.settle,
+                               log=(lambda m: print(m, file=sys.stderr, flush=True))
+                               if args.progress else None)
     except (ValueError, RuntimeError) as e:
         return _fail(str(e))
     net = res.pop("_net")
