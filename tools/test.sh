@@ -3,7 +3,7 @@
 # Usage: bash tools/test.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-APT_PACKAGES="vde2 vdeplug iproute2 tshark iperf3 qemu-system-x86 ipxe-qemu radvd socat ethtool procps iputils-ping dnsmasq-base iputils-arping"
+APT_PACKAGES="gcc libc6-dev vde2 vdeplug iproute2 tshark iperf3 qemu-system-x86 ipxe-qemu radvd socat ethtool procps iputils-ping dnsmasq-base iputils-arping"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=""
   for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

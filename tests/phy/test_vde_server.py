@@ -58,11 +58,12 @@ async def plug(rt, path, **kw) -> tuple[Port, list[bytes], object]:
     return p, got, att
 
 
-def test_layout_modes_and_unicast(tmp_path):
+@pytest.mark.parametrize("fast", [True, False], ids=["c", "python"])
+def test_layout_modes_and_unicast(tmp_path, fast):
     d = tmp_path / "sw"
 
     async def main(rt):
-        sw, srv = make_server(rt, d)
+        sw, srv = make_server(rt, d, fast=fast)
         assert stat.S_IMODE(os.stat(d).st_mode) == 0o2700
         assert stat.S_IMODE(os.stat(d / "ctl").st_mode) == 0o600
         pa, ga, a = await plug(rt, d)
@@ -106,9 +107,10 @@ def test_mode_option(tmp_path):
     run(main)
 
 
-def test_jumbo_frames_pass_at_mtu_9000_and_oversize_is_counted(tmp_path):
+@pytest.mark.parametrize("fast", [True, False], ids=["c", "python"])
+def test_jumbo_frames_pass_at_mtu_9000_and_oversize_is_counted(tmp_path, fast):
     async def main(rt):
-        sw, srv = make_server(rt, tmp_path / "sw", mtu=9000)
+        sw, srv = make_server(rt, tmp_path / "sw", mtu=9000, fast=fast)
         pa, ga, a = await plug(rt, tmp_path / "sw")
         pb, gb, b = await plug(rt, tmp_path / "sw")
         pa.send(frame(B, A, 9014))
@@ -125,9 +127,10 @@ def test_jumbo_frames_pass_at_mtu_9000_and_oversize_is_counted(tmp_path):
     run(main)
 
 
-def test_several_endpoints_on_one_port_all_receive(tmp_path):
+@pytest.mark.parametrize("fast", [True, False], ids=["c", "python"])
+def test_several_endpoints_on_one_port_all_receive(tmp_path, fast):
     async def main(rt):
-        sw, srv = make_server(rt, tmp_path / "sw")
+        sw, srv = make_server(rt, tmp_path / "sw", fast=fast)
         p1, g1, c1 = await plug(rt, tmp_path / "sw", want=3)
         p2, g2, c2 = await plug(rt, tmp_path / "sw", want=3)
         p3, g3, c3 = await plug(rt, tmp_path / "sw")
@@ -364,11 +367,12 @@ def test_10000_connect_disconnect_cycles_leak_no_fds_or_memory(tmp_path):
     run(main)
 
 
-def test_source_mac_flood_through_the_socket_stays_at_the_table_cap(tmp_path):
+@pytest.mark.parametrize("fast", [True, False], ids=["c", "python"])
+def test_source_mac_flood_through_the_socket_stays_at_the_table_cap(tmp_path, fast):
     d = tmp_path / "sw"
 
     async def main(rt):
-        sw, srv = make_server(rt, d, mac_table_size=1000)
+        sw, srv = make_server(rt, d, mac_table_size=1000, fast=fast)
         pa, ga, a = await plug(rt, d)
         pb, gb, b = await plug(rt, d)
         n = 20_000

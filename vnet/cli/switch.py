@@ -79,6 +79,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hashsize", "--mac-table-size", dest="hashsize", type=int, default=65536,
                    help="MAC table capacity; the oldest entry is evicted when full (default 65536)")
     p.add_argument("--macaddr", default=None, help="the switch's own MAC (STP bridge id)")
+    p.add_argument("--no-fast-path", action="store_true",
+                   help="forward VDE ports in Python only (not the compiled fast path)")
+    p.add_argument("--no-flow-control", action="store_true",
+                   help="drop frames for a VDE client whose queue is full, as vde_switch "
+                        "does, instead of pausing its senders for up to 20 ms")
     p.add_argument("--exit-on-eof", action="store_true",
                    help="exit when stdin reaches EOF (vde_switch's old behaviour)")
     p.add_argument("-v", "--verbose", action="store_true", help="log connections and more")
@@ -133,7 +138,9 @@ class SwitchDaemon:
             except SwitchError as e:
                 raise Fatal(str(e)) from None
         from vnet.phy.vde_server import VdeServer, VdeServerError
-        self.server = VdeServer(sw, self.rt, a.sock or default_dir(), a.mode, a.group, a.dirmode)
+        self.server = VdeServer(sw, self.rt, a.sock or default_dir(), a.mode, a.group, a.dirmode,
+                                fast=not a.no_fast_path)
+        self.server.flow_control = not a.no_flow_control
         self.server.on_attach.append(self._wired)
         sw.on_port_change.append(self._port_changed)
         try:

@@ -88,6 +88,8 @@ class SwitchConsole:
         if self.server is not None:
             info["ctl"] = self.server.path
             info["ctl_counters"] = dict(self.server.counters)
+            fwd = self.server.forwarder
+            info["fast_path"] = fwd.stats() if fwd is not None else "off (pure Python)"
         if self.pcap_file:
             info["pcap"] = self.pcap_file
         return info

@@ -42,7 +42,7 @@ class SwitchPort:
     """Per-port switch state. `port` is the Port the outside world attaches to."""
 
     __slots__ = ("index", "port", "untagged", "tagged", "state", "rx_short", "rx_oversize",
-                 "rx_vlan_drop", "filtered", "tx_unknown_vlan", "fast", "__weakref__")
+                 "rx_vlan_drop", "filtered", "tx_unknown_vlan", "fast", "input", "__weakref__")
 
     def __init__(self, index: int, port: Port) -> None:
         self.index = index
@@ -56,6 +56,7 @@ class SwitchPort:
         self.filtered = 0  # unicast whose destination is on the ingress port
         self.tx_unknown_vlan = 0
         self.fast = True  # forwarding with untagged VLAN 0: the common case, see Switch._input
+        self.input: Callable[[bytes], None] = port.receive  # the switch's own receive
 
     def counters(self) -> dict[str, int]:
         c = self.port.counters()
@@ -121,7 +122,7 @@ class Switch:
         port = Port(name or f"{self.name}.{index}")
         port.owner = self
         rec = SwitchPort(index, port)
-        port.receive = functools.partial(self._input, rec)
+        port.receive = rec.input = functools.partial(self._input, rec)
         self.ports[index] = rec
         self._rebuild()
         if self.stp is not None:

@@ -16,15 +16,19 @@ QEMU `-nic vde` connect unchanged:
 Bad requests (garbage, short, wrong magic, wrong version) are counted by kind,
 logged in one line, and the connection is closed; the switch keeps forwarding.
 
-Data path: one reader callback per data socket drains it with `recv` (bounded
-per wake-up for fairness) and hands frames to the port; sends are non-blocking
-and a full peer queue (EAGAIN) is a counted `tx_dropped`, as in vde_switch.
-Frames up to the switch's MTU (jumbo included) are received whole.
+Data path: one reader callback per data socket drains it (bounded per wake-up
+for fairness) and hands frames to the port; sends are non-blocking and a full
+peer queue (EAGAIN) is a counted `tx_dropped`, as in vde_switch. Frames up to
+the switch's MTU (jumbo included) are received whole. When the compiled module
+`vnet.phy._vdefast` is built (setup.py), the drain runs in C and forwards
+known unicast between single-endpoint ports without entering Python; every
+other frame still goes through the switch engine (see _vdefast.c).
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import grp
 import logging
 import os
@@ -40,11 +44,26 @@ from vnet.runtime.realtime import AsyncioRuntime
 from vnet.wire.errors import WireError
 from vnet.wire.vde import REQUEST_MAX, build_sockaddr, parse_request
 
+try:
+    from vnet.phy._vdefast import Forwarder
+except ImportError:  # no C compiler at install time: the pure-Python data path
+    Forwarder = None
+
 log = logging.getLogger("vnet.vde")
 
 READ_BUDGET = 256  # frames per wake-up per socket, so one busy client cannot starve the rest
 HANDSHAKE_TIMEOUT = 10.0  # a ctl connection that sends no request is closed after this
 MAX_PENDING = 256  # ctl connections still waiting for their request (bounded)
+# Frames (and bytes) per port held while its client's socket is full (C fast path only):
+# the client's own queue is 10 datagrams (net.unix.max_dgram_qlen), less than one
+# scheduling delay of the client at line rate. 1000 is Linux's default txqueuelen.
+OUTPUT_QUEUE = 1000
+OUTPUT_QUEUE_BYTES = 2 << 20
+# Flow control: a sender whose frames fill a port's queue past 3/4 is not read until that
+# queue is down to 1/4 (so a local sender slows down instead of losing frames), for at
+# most PAUSE_MAX seconds; then the port drops instead until it has drained (a client that
+# stopped reading cannot stall its senders' other traffic for long).
+PAUSE_MAX = 0.02
 SOCKBUF = 1 << 20  # SO_SNDBUF/SO_RCVBUF asked for (the kernel caps it at wmem_max/rmem_max)
 _STALE = re.compile(r"^(\d{3}\.\d+|ctl|\.ctl-\d+|\.\d{5}-\d{5})$")
 
@@ -94,8 +113,18 @@ class VdePort:
         """Rebind `port.transmit`: a direct send for one endpoint, a fan-out for several."""
         port = self.port
         socks = [ep.data for ep in self.endpoints if ep.data is not None]
+        fwd = self.server.forwarder
+        if fwd is not None:
+            self.server.unwait(self.index)
+            fwd.clear_port(self.index)
         if not socks:
             port.detach()
+        elif fwd is not None and len(socks) == 1:
+            # C sends it, behind frames its output queue holds (see _vdefast.c)
+            xmit = functools.partial(fwd.transmit, self.index)
+            port.attach(xmit)
+            rec = self.server.switch.ports[self.index]
+            fwd.set_port(self.index, rec, port, rec.input, xmit, socks[0].fileno())
         elif len(socks) == 1:
             send = socks[0].send
 
@@ -117,6 +146,9 @@ class VdePort:
                         port.tx_dropped += 1
 
             port.attach(transmit_all)
+            if fwd is not None:  # may receive fast, but fans out in Python
+                rec = self.server.switch.ports[self.index]
+                fwd.set_port(self.index, rec, port, rec.input, None, -1)
         for hook in self.server.on_attach:
             hook(self.index, port)
 
@@ -125,7 +157,7 @@ class VdeServer:
     """Serves `switch` on the VDE ctl directory `path`."""
 
     def __init__(self, switch: Switch, rt: AsyncioRuntime, path: str, mode: int = 0o600,
-                 group: str | None = None, dirmode: int | None = None) -> None:
+                 group: str | None = None, dirmode: int | None = None, fast: bool = True) -> None:
         self.switch = switch
         self.rt = rt
         self.path = os.path.abspath(path)
@@ -139,11 +171,85 @@ class VdeServer:
         self.on_attach: list[Callable[[int, Port], None]] = []  # (index, port) after (re)wiring
         self.counters = {"connections": 0, "accepted": 0, "closed": 0, "bad_garbage": 0,
                          "bad_short": 0, "bad_magic": 0, "bad_version": 0, "refused": 0,
-                         "timeouts": 0, "rx_errors": 0}
+                         "timeouts": 0, "rx_errors": 0, "pauses": 0, "pause_timeouts": 0}
         self._pending = 0
         self._listener: socket.socket | None = None
         self._made_dir = False
         self.rx_size = switch.max_frame + 1  # one byte more, so oversize frames are seen as such
+        self.forwarder = (Forwarder(switch.table, switch.numports, switch.max_frame,
+                                    self._blocked, OUTPUT_QUEUE, OUTPUT_QUEUE_BYTES)
+                          if Forwarder is not None and fast else None)
+        self._waiting: dict[int, int] = {}  # port index -> data fd we wait to be writable
+        self._paused: dict[int, list[tuple[int, Callable[[], None]]]] = {}  # port -> senders
+        self._pause_timers: dict[int, Timer] = {}
+        self._flow_control = True
+
+    # ---- output queues of the C fast path ----------------------------------------------
+
+    @property
+    def flow_control(self) -> bool:
+        return self._flow_control
+
+    @flow_control.setter
+    def flow_control(self, on: bool) -> None:
+        self._flow_control = bool(on)
+        if self.forwarder is not None:
+            self.forwarder.flow_control = self._flow_control
+            if not on:
+                for egress in list(self._paused):
+                    self._resume(egress)
+
+    def _blocked(self, index: int, fd: int) -> None:
+        """The client on `index` is not keeping up: drain its queue when it has room."""
+        self._waiting[index] = fd
+        self.rt.loop.add_writer(fd, self._writable, index, fd)
+
+    def _writable(self, index: int, fd: int) -> None:
+        assert self.forwarder is not None
+        left = self.forwarder.drain(index)
+        if left == 0:
+            self.unwait(index)
+        elif left <= OUTPUT_QUEUE // 4 and index in self._paused:
+            self._resume(index)
+
+    def unwait(self, index: int) -> None:
+        fd = self._waiting.pop(index, None)
+        if fd is not None:
+            try:
+                self.rt.loop.remove_writer(fd)
+            except (ValueError, OSError, RuntimeError):
+                pass
+        self._resume(index)
+
+    def _pause(self, egress: int, fd: int, reader: Callable[[], None]) -> None:
+        """Stop reading a sender's socket until port `egress` has drained (flow control)."""
+        self.rt.loop.remove_reader(fd)
+        self._paused.setdefault(egress, []).append((fd, reader))
+        self.counters["pauses"] += 1
+        if egress not in self._pause_timers:
+            self._pause_timers[egress] = self.rt.call_later(PAUSE_MAX, self._pause_expired,
+                                                            egress)
+
+    def _pause_expired(self, egress: int) -> None:
+        self._pause_timers.pop(egress, None)
+        if self.forwarder is not None:
+            self.forwarder.set_lossy(egress)
+        self.counters["pause_timeouts"] += 1
+        self._resume(egress)
+
+    def _resume(self, egress: int) -> None:
+        timer = self._pause_timers.pop(egress, None)
+        if timer is not None:
+            timer.cancel()
+        for fd, reader in self._paused.pop(egress, ()):
+            self.rt.loop.add_reader(fd, reader)
+
+    def _forget_paused(self, fd: int) -> None:
+        """A paused sender's socket is closing: never re-add a reader for its fd number."""
+        for egress, lst in list(self._paused.items()):
+            kept = [(f, r) for f, r in lst if f != fd]
+            if len(kept) != len(lst):
+                self._paused[egress] = kept
 
     # ---- setup ----------------------------------------------------------------------------
 
@@ -376,14 +482,29 @@ class VdeServer:
             vport.port.description = descr
         vport.refresh()
         self.counters["accepted"] += 1
-        self.rt.loop.add_reader(data.fileno(), self._make_reader(data, vport.port))
+        self.rt.loop.add_reader(data.fileno(), self._make_reader(data, vport))
         log.info("vde: port %d: endpoint %d connected (uid %d, %s)", vport.index, ep.id, uid,
                  descr)
 
-    def _make_reader(self, sock: socket.socket, port: Port) -> Callable[[], None]:
+    def _make_reader(self, sock: socket.socket, vport: VdePort) -> Callable[[], None]:
+        port = vport.port
         recv = sock.recv
         size = self.rx_size
         counters = self.counters
+        fwd = self.forwarder
+        if fwd is not None:
+            pump = fwd.pump
+            index = vport.index
+            fd = sock.fileno()
+
+            def readable_fast() -> None:
+                _, errors, paused_on = pump(index, fd, READ_BUDGET)
+                if errors:
+                    counters["rx_errors"] += errors
+                if paused_on >= 0:
+                    self._pause(paused_on, fd, readable_fast)
+
+            return readable_fast
 
         def readable() -> None:
             deliver = port.receive  # looked up per wake-up: capture/STP may rewrap it
@@ -421,6 +542,9 @@ class VdeServer:
                 loop.remove_reader(ep.data.fileno())
             except (ValueError, OSError, RuntimeError):
                 pass
+            if ep.vport is not None and self._waiting.get(ep.vport.index) == ep.data.fileno():
+                self.unwait(ep.vport.index)
+            self._forget_paused(ep.data.fileno())
             ep.data.close()
             ep.data = None
             try:
@@ -439,6 +563,9 @@ class VdeServer:
     def _drop_vport(self, vport: VdePort) -> None:
         if self.vports.get(vport.index) is vport:
             del self.vports[vport.index]
+            if self.forwarder is not None:
+                self.unwait(vport.index)
+                self.forwarder.clear_port(vport.index)
             if vport.index in self.switch.ports:
                 self.switch.remove_port(vport.index)
 
