@@ -9,6 +9,10 @@ controlled by the switch's input socket), and the receiver counts what arrives.
 Prints delivered frames/s for both and the ratio vnet / vde_switch (median of
 --repeat runs), and the switch process's CPU time per frame it received
 (user+system from /proc), which depends less on what else the machine is doing.
+
+vnet runs as `vnet switch` with its defaults (the compiled fast path and flow
+control) and, with --variants, also as `--no-flow-control` (drops when a client's
+queue is full, as vde_switch does) and `--no-fast-path` (the pure-Python data path).
 """
 
 from __future__ import annotations
@@ -61,11 +65,15 @@ def measure(exe: Path, sockdir: Path, size: int, seconds: float,
     return sent, got, cpu
 
 
+VARIANTS = {"vnet": [], "vnet --no-flow-control": ["--no-flow-control"],
+            "vnet --no-fast-path": ["--no-fast-path"]}
+
+
 def start_switch(kind: str, sockdir: Path) -> subprocess.Popen:
     if kind == "vde_switch":
         cmd = ["vde_switch", "-s", str(sockdir)]
     else:
-        cmd = [sys.executable, "-m", "vnet", "switch", "-s", str(sockdir)]
+        cmd = [sys.executable, "-m", "vnet", "switch", "-s", str(sockdir), *VARIANTS[kind]]
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     wait_for(sockdir / "ctl")
@@ -78,6 +86,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--sizes", default="60,1514")
     ap.add_argument("--repeat", type=int, default=3, help="runs per point; the median is shown")
+    ap.add_argument("--variants", action="store_true",
+                    help="also run vnet --no-flow-control and --no-fast-path")
     args = ap.parse_args()
     if shutil.which("vde_switch") is None or shutil.which("gcc") is None:
         print("needs vde_switch (apt-get install vde2) and gcc", file=sys.stderr)
@@ -87,9 +97,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
         exe = build_client(tmp)
-        for kind in ("vde_switch", "vnet"):
+        kinds = ["vde_switch", *(VARIANTS if args.variants else ["vnet"])]
+        for kind in kinds:
             for size in sizes:
-                sockdir = tmp / f"{kind}-{size}"
+                sockdir = tmp / f"{kind.replace(' ', '')}-{size}"
                 sw = start_switch(kind, sockdir)
                 try:
                     runs = sorted((measure(exe, sockdir, size, args.seconds, sw.pid)
@@ -106,14 +117,17 @@ def main() -> int:
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'size':>6} {'vde_switch':>12} {'vnet':>12} {'ratio':>7}   "
           f"{'offered vde / vnet':>20}   {'switch CPU us/frame vde / vnet':>30}")
-    for size in sizes:
-        vs, vg, vc = results["vde_switch", size]
-        ns, ng, nc = results["vnet", size]
-        v = vg / args.seconds
-        n = ng / args.seconds
-        print(f"{size:>6} {v:>12,.0f} {n:>12,.0f} {n / v if v else float('nan'):>7.2f}   "
-              f"{vs / args.seconds:>9,.0f} / {ns / args.seconds:<9,.0f}   "
-              f"{vc * 1e6 / max(vs, 1):>14.2f} / {nc * 1e6 / max(ns, 1):<.2f}")
+    for kind in kinds[1:]:
+        if len(kinds) > 2:
+            print(f"-- {kind}")
+        for size in sizes:
+            vs, vg, vc = results["vde_switch", size]
+            ns, ng, nc = results[kind, size]
+            v = vg / args.seconds
+            n = ng / args.seconds
+            print(f"{size:>6} {v:>12,.0f} {n:>12,.0f} {n / v if v else float('nan'):>7.2f}   "
+                  f"{vs / args.seconds:>9,.0f} / {ns / args.seconds:<9,.0f}   "
+                  f"{vc * 1e6 / max(vs, 1):>14.2f} / {nc * 1e6 / max(ns, 1):<.2f}")
     return 0
 
 
