@@ -4,13 +4,15 @@ Measured in the same run, same machine:
 
 * veth       - a direct veth pair between the namespaces (the limit);
 * vde        - Debian vde_switch with one vde_plug2tap per namespace (the reference);
+* vnet-vde   - `vnet switch` with the same two vde_plug2tap clients (only the switch
+               differs from `vde`: its compiled fast path and flow control);
 * vnet       - one vnet Switch in its own process, plain TAP ports (`tap://IF`);
 * vnet-gso   - the same with `tap://IF?vnet_hdr=1` (IFF_VNET_HDR + TSO/CSUM offloads:
                64 KB GSO frames cross the switch unsegmented).
 
 Prints Mbit/s per setup and the ratios against vde. Needs root, iperf3, vde2.
 
-    python3 bench/bench_tap_iperf.py [--time 5] [--only veth,vde,vnet,vnet-gso]
+    python3 bench/bench_tap_iperf.py [--time 5] [--only veth,vde,vnet-vde,vnet,vnet-gso]
 """
 
 from __future__ import annotations
@@ -91,13 +93,15 @@ def bench_veth(seconds: float) -> float:
         n2.delete()
 
 
-def bench_vde(seconds: float) -> float:
+def bench_vde(seconds: float, switch: str = "vde_switch") -> float:
     n1, n2 = NS("a"), NS("b")
     procs: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
             sw = os.path.join(tmp, "sw")
-            procs.append(subprocess.Popen(["vde_switch", "-s", sw], stdin=subprocess.PIPE,
+            cmd = (["vde_switch", "-s", sw] if switch == "vde_switch"
+                   else [sys.executable, "-m", "vnet", "switch", "-s", sw])
+            procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             end = time.monotonic() + 10
             while not os.path.exists(os.path.join(sw, "ctl")):
@@ -172,7 +176,7 @@ def serve(urls: list[str], mtu: int) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--time", type=float, default=5.0, help="seconds per iperf3 run (default 5)")
-    p.add_argument("--only", default="veth,vde,vnet,vnet-gso",
+    p.add_argument("--only", default="veth,vde,vnet-vde,vnet,vnet-gso",
                    help="comma-separated setups to run")
     p.add_argument("--mtu", type=int, default=1500,
                    help="vnet switch MTU (default 1500; the switch lets a TAP's 64 KB GSO "
@@ -186,6 +190,7 @@ def main() -> int:
         print("bench_tap_iperf: needs root (namespaces and TAPs)", file=sys.stderr)
         return 1
     runs = {"veth": lambda: bench_veth(args.time), "vde": lambda: bench_vde(args.time),
+            "vnet-vde": lambda: bench_vde(args.time, switch="vnet"),
             "vnet": lambda: bench_vnet(args.time, gso=False, mtu=args.mtu),
             "vnet-gso": lambda: bench_vnet(args.time, gso=True, mtu=args.mtu)}
     results: dict[str, float] = {}
