@@ -79,6 +79,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hashsize", "--mac-table-size", dest="hashsize", type=int, default=65536,
                    help="MAC table capacity; the oldest entry is evicted when full (default 65536)")
     p.add_argument("--macaddr", default=None, help="the switch's own MAC (STP bridge id)")
+    p.add_argument("-f", "--rcfile", metavar="FILE", default=None,
+                   help="console commands to run at start, one per line (# comments), "
+                        "before any client can connect (vde_switch's -f)")
     p.add_argument("--no-fast-path", action="store_true",
                    help="forward VDE ports in Python only (not the compiled fast path)")
     p.add_argument("--no-flow-control", action="store_true",
@@ -158,6 +161,8 @@ class SwitchDaemon:
                            remove_attachment=self.remove_attachment)
         sc.pcap_file = a.pcap  # --pcap is stopped and restarted by pcap/stop, pcap/start
         self.console = console
+        if a.rcfile:
+            await self.run_rcfile(a.rcfile)
         if a.mgmt:
             self.control = ControlServer(console, a.mgmt, a.mgmtmode, a.mgmtgroup)
             try:
@@ -171,6 +176,27 @@ class SwitchDaemon:
             self.server.listen()
         except VdeServerError as e:
             raise Fatal(str(e)) from None
+
+    async def run_rcfile(self, path: str) -> None:
+        """Each line is a console command; the first that fails stops the start, with its line."""
+        from vnet.control.server import CommandError
+        assert self.console is not None
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except OSError as e:
+            raise Fatal(f"--rcfile {path}: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise Fatal(f"--rcfile {path}: not a text file") from None
+        for no, raw in enumerate(lines, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, *args = line.split()
+            try:
+                await self.console.execute(name, args)
+            except CommandError as e:
+                raise Fatal(f"{path}:{no}: {line}: {e}") from None
 
     async def attach(self, url: str) -> None:
         assert self.switch is not None
