@@ -3,7 +3,8 @@
 Schemes:
 
 * `stdio` - our stdin/stdout, as `vde_plug` speaks it (so `dpipe` and ssh cables work);
-* `tcp://HOST:PORT` - connect;
+* `tcp://HOST:PORT` - connect (`?reconnect=MAX` keeps the cable: redial with backoff up to
+  MAX seconds whenever the connection is refused or lost);
 * `tcp-listen://[ADDR]:PORT` - accept one peer at a time (more are refused until it leaves);
 * `cmd://COMMAND ARGS` - spawn a command and speak the stream on its stdin/stdout (dpipe-like);
 * `ssh://[USER@]HOST[:PORT]/REMOTE-URL` - runs `ssh HOST vnet plug REMOTE-URL` as a `cmd://`.
@@ -216,9 +217,7 @@ def _nodelay(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-async def _tcp_connect(url: AttachUrl, port: Port, rt: AsyncioRuntime) -> StreamAttachment:
-    _check_options(url, {"maxframe"})
-    host, p = split_host_port(url.target, "tcp", url.raw)
+async def _dial(host: str, p: int, url: AttachUrl, rt: AsyncioRuntime) -> socket.socket:
     loop = rt.loop
     try:
         infos = await loop.getaddrinfo(host, p, type=socket.SOCK_STREAM)
@@ -235,10 +234,108 @@ async def _tcp_connect(url: AttachUrl, port: Port, rt: AsyncioRuntime) -> Stream
             err = e
             continue
         _nodelay(sock)
-        return StreamAttachment(rt, port, sock.fileno(), sock.fileno(), max_frame=_max_frame(url),
-                                closer=sock.close, label=url.raw)
+        return sock
     reason = os.strerror(err.errno) if err is not None and err.errno else str(err)
     raise UrlError(f"{url.raw}: cannot connect to {host} port {p}: {reason}")
+
+
+async def _tcp_connect(url: AttachUrl, port: Port, rt: AsyncioRuntime
+                       ) -> StreamAttachment | ReconnectingTcp:
+    _check_options(url, {"maxframe", "reconnect"})
+    host, p = split_host_port(url.target, "tcp", url.raw)
+    max_frame = _max_frame(url)
+    if "reconnect" in url.options:
+        try:
+            backoff = float(url.options["reconnect"] or 5)
+        except ValueError:
+            backoff = -1.0
+        if not 0.1 <= backoff <= 3600:
+            raise UrlError(f"{url.raw}: reconnect is the longest wait between attempts in "
+                           f"seconds (0.1..3600), e.g. reconnect=5")
+        return ReconnectingTcp(rt, port, host, p, url, max_frame, backoff)
+    sock = await _dial(host, p, url, rt)
+    return StreamAttachment(rt, port, sock.fileno(), sock.fileno(), max_frame=max_frame,
+                            closer=sock.close, label=url.raw)
+
+
+class ReconnectingTcp:
+    """`tcp://...?reconnect=MAX`: a cable that outlives its TCP connections.
+
+    While no connection is up, frames out of the port are dropped (counted in
+    `tx_dropped`); attempts start 0.1 s apart and double up to MAX seconds.
+    Only `close()` ends it (`closed` completes then)."""
+
+    def __init__(self, rt: AsyncioRuntime, port: Port, host: str, p: int, url: AttachUrl,
+                 max_frame: int, backoff: float) -> None:
+        self.rt = rt
+        self.port = port
+        self.host, self.p, self.url = host, p, url
+        self.max_frame = max_frame
+        self.backoff = backoff
+        self.conn: StreamAttachment | None = None
+        self.connects = 0
+        self.failures = 0
+        self.last_error = ""
+        self._delay = 0.1
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        self.closed: asyncio.Future[None] = rt.loop.create_future()
+        port.attach(self._down)
+        self._dial_soon(0.0)
+
+    def _down(self, frame: bytes) -> None:
+        self.port.tx_dropped += 1
+
+    def _dial_soon(self, delay: float) -> None:
+        if not self._closed:
+            self._task = self.rt.loop.create_task(self._dial(delay))
+
+    async def _dial(self, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        try:
+            sock = await _dial(self.host, self.p, self.url, self.rt)
+        except UrlError as e:
+            self.failures += 1
+            self.last_error = str(e)
+            self._dial_soon(self._delay)
+            self._delay = min(self._delay * 2, self.backoff)
+            return
+        if self._closed:
+            sock.close()
+            return
+        self._delay = 0.1
+        self.connects += 1
+        conn = StreamAttachment(self.rt, self.port, sock.fileno(), sock.fileno(),
+                                max_frame=self.max_frame, closer=sock.close, label=self.url.raw)
+        self.conn = conn
+        conn.closed.add_done_callback(lambda _f: self._lost(conn))
+
+    def _lost(self, conn: StreamAttachment) -> None:
+        if conn is not self.conn or self._closed:
+            return
+        self.conn = None
+        self.port.attach(self._down)
+        self._dial_soon(0.1)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        self.port.detach()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self.closed)
+
+    def __repr__(self) -> str:
+        return f"<ReconnectingTcp {self.url.raw} {'up' if self.conn else 'down'}>"
 
 
 class ListenAttachment:
