@@ -10,7 +10,12 @@ A multicast REMOTE (e.g. 239.1.1.1, like `ip link add ... type vxlan group
 239.1.1.1` or vdeplug4's `vxlan://239.0.0.1`) joins that group on LPORT (on
 interface `dev=IF`, from `local=`) and sends every frame to it with TTL `ttl=`
 (default 1 for multicast, 64 otherwise); our own packets are not looped back.
-There is no per-MAC learning of remote VTEPs: all frames go to REMOTE.
+With a multicast REMOTE the endpoint learns, as a Linux vxlan device does (RFC 7348
+section 4.2, "flood and learn"): the inner source MAC of each packet received is
+remembered with the outer source address it came from, and a unicast frame for a
+MAC learned in the last `ageing=` seconds (300) goes to that VTEP alone instead of
+the group. `learning=0` turns it off; `learning=1` turns it on for a unicast REMOTE
+too. The table is bounded (`MAX_LEARNED`, oldest evicted).
 
 Source ports: RFC 7348 recommends a hash of the inner headers in 49152-65535
 so ECMP spreads flows. Over IPv4 with CAP_NET_RAW we send through an
@@ -37,6 +42,7 @@ from vnet.wire import vxlan
 
 READ_SIZE = 65536
 READ_BUDGET = 256
+MAX_LEARNED = 4096  # remote MACs remembered (oldest evicted)
 _IP_UDP_VX = struct.Struct("!BBHHHBBH4s4sHHHH8s")  # IPv4 (20) + UDP (8) + VXLAN (8)
 
 
@@ -60,7 +66,8 @@ def src_port(frame: bytes) -> int:
 class VxlanAttachment:
     def __init__(self, rt: AsyncioRuntime, port: Port, sock: socket.socket,
                  raw: socket.socket | None, remote: tuple[str, int], local_ip: str,
-                 vni: int, ttl: int = 64) -> None:
+                 vni: int, ttl: int = 64, learning: bool = False, ageing: float = 300.0
+                 ) -> None:
         self.rt = rt
         self.port = port
         self.sock = sock
@@ -77,8 +84,14 @@ class VxlanAttachment:
         self._local4 = socket.inet_aton(local_ip) if raw is not None and local_ip else bytes(4)
         self._remote4 = socket.inet_aton(remote[0]) if raw is not None else bytes(4)
         self._closed = False
+        # learning: inner MAC -> [VTEP address, its packed IPv4 (raw sends), last seen]
+        self.learning = learning
+        self.ageing = ageing
+        self.fdb: dict[bytes, list] = {}
+        self.tx_learned = 0  # unicast frames sent to a learned VTEP instead of REMOTE
+        self.fdb_evicted = 0
         port.attach(self._send_raw if raw is not None else self._send_udp)
-        rt.loop.add_reader(sock.fileno(), self._readable)
+        rt.loop.add_reader(sock.fileno(), self._readable_learning if learning else self._readable)
 
     def _readable(self) -> None:
         recv = self.sock.recv
@@ -105,18 +118,76 @@ class VxlanAttachment:
             else:  # reserved bits set: ignored on receipt (RFC 7348)
                 deliver(pkt[8:])
 
+    def _readable_learning(self) -> None:
+        recvfrom = self.sock.recvfrom
+        deliver = self.port.deliver
+        hdr = self._hdr
+        fdb = self.fdb
+        now = self.rt.now()
+        for _ in range(READ_BUDGET):
+            try:
+                pkt, addr = recvfrom(READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.rx_errors += 1
+                continue
+            if len(pkt) < 22 or not pkt[0] & vxlan.FLAG_I:
+                self.rx_bad += 1
+                self.port.rx_dropped += 1
+                continue
+            if pkt[:8] != hdr and int.from_bytes(pkt[4:7], "big") != self.vni:
+                self.rx_wrong_vni += 1
+                self.port.rx_dropped += 1
+                continue
+            if not pkt[14] & 1:  # a unicast inner source: remember which VTEP has it
+                mac = pkt[14:20]
+                e = fdb.get(mac)
+                if e is not None and e[0] == addr[0]:
+                    e[2] = now
+                else:
+                    if e is None and len(fdb) >= MAX_LEARNED:
+                        del fdb[next(iter(fdb))]
+                        self.fdb_evicted += 1
+                    packed = socket.inet_aton(addr[0]) if ":" not in addr[0] else b""
+                    fdb[mac] = [addr[0], packed, now]
+            deliver(pkt[8:])
+
+    def _dest(self, frame: bytes) -> tuple[str, bytes] | None:
+        """The learned VTEP for a unicast frame, or None for REMOTE."""
+        if frame[0] & 1 or not self.fdb:
+            return None
+        e = self.fdb.get(frame[0:6])
+        if e is None:
+            return None
+        if self.rt.now() - e[2] > self.ageing:
+            del self.fdb[frame[0:6]]
+            return None
+        self.tx_learned += 1
+        return e[0], e[1]
+
     def _send_udp(self, frame: bytes) -> None:
+        remote = self.remote
+        if self.learning:
+            d = self._dest(frame)
+            if d is not None:
+                remote = (d[0], remote[1])
         try:
-            self.sock.sendmsg((self._hdr, frame), (), 0, self.remote)
+            self.sock.sendmsg((self._hdr, frame), (), 0, remote)
         except OSError:
             self.port.tx_dropped += 1
 
     def _send_raw(self, frame: bytes) -> None:
         n = len(frame)
-        head = _IP_UDP_VX.pack(0x45, 0, 36 + n, 0, 0, self.ttl, 17, 0, self._local4, self._remote4,
+        dst_ip, dst4 = self.remote[0], self._remote4
+        if self.learning:
+            d = self._dest(frame)
+            if d is not None:
+                dst_ip, dst4 = d
+        head = _IP_UDP_VX.pack(0x45, 0, 36 + n, 0, 0, self.ttl, 17, 0, self._local4, dst4,
                                src_port(frame), self.remote[1], 16 + n, 0, self._hdr)
         try:
-            self.raw.sendmsg((head, frame), (), 0, (self.remote[0], 0))  # type: ignore[union-attr]
+            self.raw.sendmsg((head, frame), (), 0, (dst_ip, 0))  # type: ignore[union-attr]
         except OSError:
             self.port.tx_dropped += 1  # EMSGSIZE (VTEPs must not fragment), ENOBUFS, ...
 
@@ -135,7 +206,9 @@ class VxlanAttachment:
 
     def counters(self) -> dict[str, int]:
         return {"rx_wrong_vni": self.rx_wrong_vni, "rx_bad": self.rx_bad,
-                "rx_errors": self.rx_errors, **self.port.counters()}
+                "rx_errors": self.rx_errors, "tx_learned": self.tx_learned,
+                "fdb_entries": len(self.fdb), "fdb_evicted": self.fdb_evicted,
+                **self.port.counters()}
 
 
 def _int_opt(url: AttachUrl, key: str, default: int, hi: int) -> int:
@@ -203,7 +276,7 @@ def _open_sockets(local: str, lport: int, remote_ip: str, v6: bool, raw_wanted: 
 
 
 async def open_url(url: AttachUrl, port: Port, rt: AsyncioRuntime) -> VxlanAttachment:
-    known = {"vni", "local", "lport", "netns", "entropy", "ttl", "dev"}
+    known = {"vni", "local", "lport", "netns", "entropy", "ttl", "dev", "learning", "ageing"}
     bad = set(url.options) - known
     if bad:
         raise UrlError(f"{url.raw}: unknown option(s) {', '.join(sorted(bad))}; "
@@ -236,6 +309,14 @@ async def open_url(url: AttachUrl, port: Port, rt: AsyncioRuntime) -> VxlanAttac
     multicast = ipaddress.ip_address(remote_ip).is_multicast
     ttl = _int_opt(url, "ttl", 1 if multicast else 64, 255)
     dev = url.options.get("dev") or None
+    lv = url.options.get("learning")
+    if lv is None:
+        learning = multicast
+    elif lv in ("0", "1"):
+        learning = lv == "1"
+    else:
+        raise UrlError(f"{url.raw}: learning must be 0 or 1")
+    ageing = float(_int_opt(url, "ageing", 300, 1_000_000))
     try:
         sock, raw = in_netns(url.options.get("netns"),
                              lambda: _open_sockets(local, lport, remote_ip, v6, entropy, ttl, dev))
@@ -247,4 +328,5 @@ async def open_url(url: AttachUrl, port: Port, rt: AsyncioRuntime) -> VxlanAttac
         raise UrlError(f"{url.raw}: cannot bind UDP {local or '*'} port {lport}"
                        f"{' / join ' + remote_ip if multicast else ''}: "
                        f"{e.strerror or e}{hint}") from None
-    return VxlanAttachment(rt, port, sock, raw, (remote_ip, rport), local, vni, ttl)
+    return VxlanAttachment(rt, port, sock, raw, (remote_ip, rport), local, vni, ttl,
+                           learning=learning, ageing=ageing)
