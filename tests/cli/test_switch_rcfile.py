@@ -14,7 +14,9 @@ def vnet(*args: str, **kw) -> subprocess.CompletedProcess:
 
 def test_rcfile_configures_the_switch_before_ctl_appears(tmp_path):
     rc = tmp_path / "sw.rc"
-    rc.write_text("# lab VLANs\nvlan/create 10\n\n  vlan/create 20\nhash/setexpire 30\n")
+    rc.write_text("# lab VLANs\nvlan/create 10\n\n  vlan/create 20\nhash/setexpire 30\n"
+                  "port/create 5\nport/setvlan 5 10\nport/setuser 5 nobody\n"
+                  "port/setgroup 5 0\n")
     d, mgmt = tmp_path / "sw", tmp_path / "mgmt"
     p = subprocess.Popen([sys.executable, "-m", "vnet", "switch", "-s", str(d), "-M", str(mgmt),
                           "-f", str(rc)], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -28,6 +30,9 @@ def test_rcfile_configures_the_switch_before_ctl_appears(tmp_path):
         out = vnet("ctl", str(mgmt), "vlan/print").stdout
         assert "VLAN 0010" in out and "VLAN 0020" in out
         assert "expire: 30.0" in vnet("ctl", str(mgmt), "hash/showinfo").stdout
+        port5 = vnet("ctl", str(mgmt), "port/print", "5").stdout
+        assert "Port 0005 untagged_vlan=0010 INACTIVE" in port5
+        assert "ACL: user 65534 group 0" in port5
     finally:
         p.terminate()
         p.wait(10)

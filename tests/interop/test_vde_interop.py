@@ -358,6 +358,38 @@ def test_cli_as_an_ordinary_user_no_permission_and_no_root_for_tap():
         shutil.rmtree(base, ignore_errors=True)
 
 
+def test_port_acl_with_debian_vde_plug_as_another_user(procs):
+    """-f rcfile with port/create + port/setuser: Debian's vde_plug run as nobody is
+    refused a port reserved for root and gets the one reserved for nobody."""
+    need_root()
+    need_tool("setpriv", "vde_plug")
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    base = Path(tempfile.mkdtemp(prefix="vnetacl"))
+    try:
+        os.chmod(base, 0o755)
+        rc = base / "sw.rc"
+        rc.write_text("port/create 3\nport/setuser 3 root\nport/create 4\nport/setuser 4 65534\n")
+        mgmt = base / "mgmt"
+        vnet_switch(procs, base / "sw", "-m", "666", "-f", str(rc), "-M", str(mgmt))
+        refused = subprocess.run([*nobody, "vde_plug", f"vde://{base / 'sw'}[3]"],
+                                 stdin=subprocess.PIPE, capture_output=True, timeout=10)
+        assert refused.returncode != 0
+        ok = procs.start([*nobody, "vde_plug", f"vde://{base / 'sw'}[4]"], stdin=subprocess.PIPE)
+        end = time.monotonic() + 10
+        while True:
+            out = subprocess.run(vnet_cmd("ctl", str(mgmt), "port/print", "4"),
+                                 capture_output=True, text=True, timeout=10).stdout
+            if "Current User: uid 65534" in out:
+                break
+            assert ok.poll() is None and time.monotonic() < end, out
+            time.sleep(0.1)
+        info = subprocess.run(vnet_cmd("ctl", str(mgmt), "showinfo"), capture_output=True,
+                              text=True, timeout=10).stdout
+        assert "refused=1" in info, info
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def test_stdin_eof_does_not_stop_the_switch_unless_asked(tmp_path, procs):
     p = procs.start(vnet_cmd("switch", "-s", str(tmp_path / "a")), stdin=subprocess.PIPE)
     wait_path(tmp_path / "a" / "ctl", p)

@@ -14,7 +14,7 @@ import tracemalloc
 import pytest
 
 from vnet.link.port import Port
-from vnet.link.switch import Switch
+from vnet.link.switch import Switch, SwitchError
 from vnet.phy.vde_client import VdeClientError, connect
 from vnet.phy.vde_server import VdeServer, VdeServerError, dirmode_for
 from vnet.runtime.realtime import AsyncioRuntime, new_event_loop
@@ -438,3 +438,57 @@ def test_a_million_random_source_macs_keep_the_engine_table_at_its_cap():
     other.deliver(frame(A, B))
     flood.deliver(frame(B, A))
     assert got == [frame(B, A)]
+
+
+async def request_as(rt, d, tmp_path, uid: int, want: int) -> bytes:
+    """A hand-made client whose data socket is owned by `uid`; returns the switch's reply
+    (the data socket's address, or b"" when refused)."""
+    path = tmp_path / f"client-{uid}-{want}.sock"
+    dsock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    dsock.bind(str(path))
+    os.chown(path, uid, -1)
+    s = raw_ctl(d)
+    s.setblocking(False)
+    try:
+        await rt.loop.sock_sendall(s, build_request(Request(str(path), port=want)))
+        return await asyncio.wait_for(rt.loop.sock_recv(s, 200), 3)
+    finally:
+        s.close()
+        dsock.close()
+        os.unlink(path)
+
+
+def test_port_create_keeps_vlan_and_acl_with_no_client(tmp_path):
+    """port/create N: the port exists before and after its clients (VLAN kept);
+    port/setuser: only that uid (or root) may plug into it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown a client socket to another uid")
+    d = tmp_path / "sw"
+
+    async def main(rt):
+        sw, srv = make_server(rt, d)
+        srv.create_port(5)
+        sw.vlan_create(10)
+        sw.set_port_vlan(5, 10)
+        srv.set_acl(5, uid=4242)
+        pa, ga, a = await plug(rt, d, want=5)  # root: allowed
+        assert a.port_number == 5 and sw.ports[5].untagged == 10
+        a.close()
+        await settle(rt, lambda: not srv.vports)
+        assert 5 in sw.ports and sw.ports[5].untagged == 10  # kept with nobody plugged in
+        assert not sw.ports[5].port.attached
+        assert await request_as(rt, d, tmp_path, 4243, 5) == b""  # another user: refused
+        assert srv.counters["refused"] == 1
+        assert await request_as(rt, d, tmp_path, 4242, 5) != b""  # the port's user
+        await settle(rt, lambda: 5 in srv.vports)
+        assert await request_as(rt, d, tmp_path, 4243, 0) != b""  # any free port: no ACL
+        with pytest.raises(SwitchError, match="in use"):
+            srv.create_port(5)
+        srv.close_port(5)  # the console's port/remove: endpoints first...
+        assert 5 in sw.ports
+        sw.remove_port(5)  # ...then the port
+        assert 5 not in srv.persistent and 5 not in srv.acl  # gone with the port
+        srv.close()
+        sw.close()
+
+    run(main)

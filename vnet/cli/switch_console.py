@@ -8,6 +8,8 @@ which the control protocol renders for humans or sends as JSON.
 from __future__ import annotations
 
 import errno
+import grp
+import pwd
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +58,10 @@ class SwitchConsole:
         add("port/allprint", self.port_allprint, "[N]", "print all ports, with counters")
         add("port/setvlan", self.port_setvlan, "N VLAN", "set the untagged VLAN of port N")
         add("port/remove", self.port_remove, "N", "disconnect and remove port N")
+        add("port/create", self.port_create, "N", "create port N (kept with no client plugged in)")
+        add("port/setuser", self.port_setuser, "N USER", "only USER (or root) may plug into port N")
+        add("port/setgroup", self.port_setgroup, "N GROUP",
+            "only members of GROUP (or root) may plug into port N")
         add("port/epclose", self.port_epclose, "N ID", "close endpoint ID of port N")
         add("port/sethub", self.port_sethub, "0/1", "hub mode (flood everything) on/off")
         add("port/resetcounter", self.port_resetcounter, "[N]", "zero the counters (of port N)")
@@ -118,6 +124,10 @@ class SwitchConsole:
             lines.append(f" Current User: uid {eps[0]['uid']}")
         if self.switch.stp is not None:
             lines.append(f" STP state: {STATE_NAMES[rec.state]}")
+        acl = self.server.acl.get(index) if self.server is not None else None
+        if acl is not None:
+            lines.append(f" ACL: user {'any' if acl[0] is None else acl[0]} "
+                         f"group {'any' if acl[1] is None else acl[1]}")
         if rec.tagged:
             lines.append(" tagged VLANs: " + ",".join(str(v) for v in sorted(rec.tagged)))
         if counters:
@@ -163,6 +173,43 @@ class SwitchConsole:
         if index in self.switch.ports:
             self.switch.remove_port(index)
         return f"port {index} removed ({n} VDE endpoint(s) closed)"
+
+    def _need_server(self) -> Any:
+        if self.server is None:
+            raise CommandError("this switch serves no VDE directory", errno.ENOSYS)
+        return self.server
+
+    def port_create(self, args: list[str]) -> str:
+        index = _int(_args(args, 1, "port/create N")[0], "port")
+        try:
+            self._need_server().create_port(index)
+        except SwitchError as e:
+            raise CommandError(str(e)) from None
+        return f"port {index} created"
+
+    def _set_acl(self, args: list[str], syntax: str, kind: str) -> None:
+        port, who = _args(args, 2, syntax)
+        index = _int(port, "port")
+        try:
+            if kind == "user":
+                ident = int(who) if who.isdigit() else pwd.getpwnam(who).pw_uid
+            else:
+                ident = int(who) if who.isdigit() else grp.getgrnam(who).gr_gid
+        except KeyError:
+            raise CommandError(f"no {kind} {who!r} on this host", errno.ENOENT) from None
+        try:
+            if kind == "user":
+                self._need_server().set_acl(index, uid=ident)
+            else:
+                self._need_server().set_acl(index, gid=ident)
+        except SwitchError as e:
+            raise CommandError(str(e)) from None
+
+    def port_setuser(self, args: list[str]) -> None:
+        self._set_acl(args, "port/setuser N USER", "user")
+
+    def port_setgroup(self, args: list[str]) -> None:
+        self._set_acl(args, "port/setgroup N GROUP", "group")
 
     def port_epclose(self, args: list[str]) -> None:
         port, ep_id = _args(args, 2, "port/epclose N ID")

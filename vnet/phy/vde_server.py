@@ -32,6 +32,7 @@ import functools
 import grp
 import logging
 import os
+import pwd
 import re
 import socket
 import stat
@@ -183,6 +184,9 @@ class VdeServer:
         self._paused: dict[int, list[tuple[int, Callable[[], None]]]] = {}  # port -> senders
         self._pause_timers: dict[int, Timer] = {}
         self._flow_control = True
+        self.persistent: set[int] = set()  # ports made by port/create: kept with no endpoint
+        self.acl: dict[int, tuple[int | None, int | None]] = {}  # port -> (uid, gid) allowed
+        switch.on_port_change.append(self._port_changed)
 
     # ---- output queues of the C fast path ----------------------------------------------
 
@@ -250,6 +254,41 @@ class VdeServer:
             kept = [(f, r) for f, r in lst if f != fd]
             if len(kept) != len(lst):
                 self._paused[egress] = kept
+
+    # ---- port/create and access control (vde_switch's port/setuser, port/setgroup) -------
+
+    def create_port(self, index: int) -> None:
+        """A port that exists (keeps its VLAN and ACL) whether or not a client is plugged in."""
+        if index == 0:
+            raise SwitchError("port 0 is the management port: create ports 1..N")
+        self.switch.add_port(index)  # SwitchError if taken or out of range
+        self.persistent.add(index)
+
+    def set_acl(self, index: int, uid: int | None = None, gid: int | None = None) -> None:
+        if index not in self.switch.ports:
+            raise SwitchError(f"port {index} is not in use: port/create {index} first")
+        old_uid, old_gid = self.acl.get(index, (None, None))
+        self.acl[index] = (old_uid if uid is None else uid, old_gid if gid is None else gid)
+
+    def _check_acl(self, index: int, uid: int) -> None:
+        want_uid, want_gid = self.acl[index]
+        if uid == 0:
+            return  # root may use any port, as in vde_switch
+        if want_uid is not None and uid != want_uid:
+            raise SwitchError(f"port {index} is reserved for uid {want_uid}")
+        if want_gid is not None:
+            try:
+                pw = pwd.getpwuid(uid)
+                groups = os.getgrouplist(pw.pw_name, pw.pw_gid)
+            except KeyError:
+                groups = []
+            if want_gid not in groups:
+                raise SwitchError(f"port {index} is reserved for group {want_gid}")
+
+    def _port_changed(self, index: int, added: bool) -> None:
+        if not added:
+            self.persistent.discard(index)
+            self.acl.pop(index, None)
 
     # ---- setup ----------------------------------------------------------------------------
 
@@ -433,6 +472,8 @@ class VdeServer:
         vport = self.vports.get(index) if index or port0 else None
         if vport is not None and vport.uid != uid and uid != 0:
             raise SwitchError(f"port {index} is in use by uid {vport.uid}")
+        if (index or port0) and index in self.acl:
+            self._check_acl(index, uid)
         data = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             data.setblocking(False)
@@ -443,6 +484,10 @@ class VdeServer:
                     pass
             data.connect(client)
             created = vport is None
+            if created and (index or port0) and index in self.persistent:
+                vport = VdePort(self, index, self.switch.ports[index].port, uid)
+                self.vports[index] = vport
+                created = False  # the port outlives this endpoint (port/create)
             if created:
                 port = self.switch.add_port(index if index or port0 else None)
                 index = next(i for i, r in self.switch.ports.items() if r.port is port)
@@ -566,7 +611,10 @@ class VdeServer:
             if self.forwarder is not None:
                 self.unwait(vport.index)
                 self.forwarder.clear_port(vport.index)
-            if vport.index in self.switch.ports:
+            if vport.index in self.persistent:
+                vport.port.detach()
+                vport.port.description = ""
+            elif vport.index in self.switch.ports:
                 self.switch.remove_port(vport.index)
 
     def close_port(self, index: int) -> int:
