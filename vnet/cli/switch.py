@@ -20,6 +20,7 @@ import sys
 import time
 from typing import Any
 
+from vnet.cli.daemon import Verdict, daemonize
 from vnet.control.server import Console, ControlServer
 from vnet.link.switch import Switch, SwitchError
 from vnet.runtime.realtime import AsyncioRuntime, new_event_loop
@@ -350,68 +351,11 @@ class SwitchDaemon:
             self.switch.close()
 
 
-def _daemonize() -> int:
-    """Fork to the background; the parent waits for the child's one-line verdict.
-
-    Returns the write end of the readiness pipe in the child (the parent exits).
-    """
-    r, w = os.pipe()
-    if os.fork() > 0:
-        os.close(w)
-        with os.fdopen(r) as f:
-            verdict = f.read().strip()
-        if verdict == "ok":
-            os._exit(0)
-        print(f"vnet switch: {verdict or 'failed to start'}", file=sys.stderr)
-        os._exit(1)
-    os.close(r)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1):
-        os.dup2(devnull, fd)
-    os.close(devnull)
-    return w
-
-
-def _log_to_syslog() -> None:
-    import logging.handlers
-    if not os.path.exists("/dev/log"):
-        return
-    try:
-        handler = logging.handlers.SysLogHandler(address="/dev/log")
-    except OSError:
-        return
-    handler.setFormatter(logging.Formatter(f"vnet-switch[{os.getpid()}]: %(message)s"))
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    root.addHandler(handler)
-
-
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="vnet switch: %(message)s")
-    ready_fd = _daemonize() if args.daemon else -1
-
-    def verdict(text: str) -> None:
-        """Tell the waiting parent (daemon mode) or the user how the start went."""
-        nonlocal ready_fd
-        if ready_fd < 0:
-            if text != "ok":
-                print(f"vnet switch: {text}", file=sys.stderr)
-            return
-        if ready_fd >= 0:
-            os.write(ready_fd, text.encode() + b"\n")
-            os.close(ready_fd)
-            ready_fd = -1
-            if text == "ok":  # from now on messages go to syslog, as vde_switch -d does
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, 2)
-                os.close(devnull)
-                _log_to_syslog()
-
+    verdict = Verdict("vnet switch", daemonize("vnet switch") if args.daemon else -1,
+                      "vnet-switch")
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     rt = AsyncioRuntime(loop)
