@@ -119,10 +119,9 @@ async def until(cond, timeout: float = 10.0) -> None:
 # ---- Debian clients on the vnet switch ----------------------------------------------------------
 
 
-def test_vde_plug2tap_namespaces_ping_across_vnet_switch(tmp_path, procs, netns_factory):
-    need_tool("vde_plug2tap", "ping")
-    d = tmp_path / "sw"
-    vnet_switch(procs, d, "-M", str(tmp_path / "mgmt"))
+def plug2tap_pair(procs: Proc, d: Path, netns_factory, subnet: str) -> list:
+    """Two namespaces, each with Debian's vde_plug2tap into the switch at `d`, its TAP up
+    with SUBNET.1 and SUBNET.2 /24."""
     nss = [netns_factory("vdp"), netns_factory("vdp")]
     tap = f"vt{uuid.uuid4().hex[:8]}"
     for ns in nss:
@@ -132,8 +131,16 @@ def test_vde_plug2tap_namespaces_ping_across_vnet_switch(tmp_path, procs, netns_
         while ns.run("ip", "link", "show", tap, check=False).returncode != 0:
             assert time.monotonic() < end, "vde_plug2tap did not create its TAP"
             time.sleep(0.05)
-        ns.run("ip", "addr", "add", f"10.77.0.{i}/24", "dev", tap)
+        ns.run("ip", "addr", "add", f"{subnet}.{i}/24", "dev", tap)
         ns.run("ip", "link", "set", tap, "up")
+    return nss
+
+
+def test_vde_plug2tap_namespaces_ping_across_vnet_switch(tmp_path, procs, netns_factory):
+    need_tool("vde_plug2tap", "ping")
+    d = tmp_path / "sw"
+    vnet_switch(procs, d, "-M", str(tmp_path / "mgmt"))
+    nss = plug2tap_pair(procs, d, netns_factory, "10.77.0")
     r = nss[0].run("ping", "-c", "3", "-i", "0.2", "-W", "2", "10.77.0.2", check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     assert " 0% packet loss" in r.stdout
@@ -155,17 +162,7 @@ def test_kernel_tcp_through_vde_plug2tap_takes_the_fast_path(tmp_path, procs, ne
     d = tmp_path / "sw"
     mgmt = tmp_path / "mgmt"
     vnet_switch(procs, d, "-M", str(mgmt))
-    nss = [netns_factory("vdt"), netns_factory("vdt")]
-    tap = f"vt{uuid.uuid4().hex[:8]}"
-    for ns in nss:
-        procs.start(["ip", "netns", "exec", ns.name, "vde_plug2tap", "-s", str(d), tap])
-    for i, ns in enumerate(nss, 1):
-        end = time.monotonic() + 10
-        while ns.run("ip", "link", "show", tap, check=False).returncode != 0:
-            assert time.monotonic() < end, "vde_plug2tap did not create its TAP"
-            time.sleep(0.05)
-        ns.run("ip", "addr", "add", f"10.78.0.{i}/24", "dev", tap)
-        ns.run("ip", "link", "set", tap, "up")
+    nss = plug2tap_pair(procs, d, netns_factory, "10.78.0")
     sink = procs.start(["ip", "netns", "exec", nss[1].name, sys.executable, "-c", SINK],
                        stdout=subprocess.PIPE)
     assert sink.stdout is not None and sink.stdout.readline().strip() == "up"

@@ -38,6 +38,17 @@ def seq(frames: list[bytes]) -> list[int]:
     return [int.from_bytes(f[14:18], "big") for f in frames]
 
 
+async def learned_pair(rt, d):
+    """A switch with two clients whose MACs (A, B) it has learned."""
+    sw, srv = make_server(rt, d)
+    pa, ga, a = await plug(rt, d)
+    pb, gb, b = await plug(rt, d)
+    pa.send(frame(BCAST, A))
+    pb.send(frame(BCAST, B))
+    await settle(rt, lambda: ga and gb)
+    return sw, srv, (pa, ga, a), (pb, gb, b)
+
+
 def test_the_extension_is_built():
     need_fastpath()
     assert vde_server.Forwarder is not None
@@ -47,13 +58,8 @@ def test_known_unicast_goes_fast_with_exact_counters(tmp_path):
     need_fastpath()
 
     async def main(rt):
-        sw, srv = make_server(rt, tmp_path / "sw")
+        sw, srv, (pa, ga, a), (pb, gb, b) = await learned_pair(rt, tmp_path / "sw")
         fwd = srv.forwarder
-        pa, ga, a = await plug(rt, tmp_path / "sw")
-        pb, gb, b = await plug(rt, tmp_path / "sw")
-        pa.send(frame(B, A))  # unknown destination: flooded by the engine, A learned
-        pb.send(frame(A, B))  # B learned
-        await settle(rt, lambda: ga and gb)
         before = fwd.stats()
         for i in range(500):
             pa.send(numbered(B, A, i, 60 + i))  # sizes 60..559
@@ -138,14 +144,9 @@ def test_a_client_that_stops_reading(tmp_path, flow_control):
     need_fastpath()
 
     async def main(rt):
-        sw, srv = make_server(rt, tmp_path / "sw")
+        sw, srv, (pa, ga, a), (pb, gb, b) = await learned_pair(rt, tmp_path / "sw")
         srv.flow_control = flow_control
         fwd = srv.forwarder
-        pa, ga, a = await plug(rt, tmp_path / "sw")
-        pb, gb, b = await plug(rt, tmp_path / "sw")
-        pa.send(frame(BCAST, A))
-        pb.send(frame(BCAST, B))
-        await settle(rt, lambda: ga and gb)
         gb.clear()
         rt.loop.remove_reader(b.sock.fileno())  # b stops reading
         sent = 0

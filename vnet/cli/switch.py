@@ -180,24 +180,18 @@ class SwitchDaemon:
 
     async def run_rcfile(self, path: str) -> None:
         """Each line is a console command; the first that fails stops the start, with its line."""
+        from vnet.cli.rcfile import RcFileError, command_lines
         from vnet.control.server import CommandError
         assert self.console is not None
         try:
-            with open(path, encoding="utf-8") as f:
-                lines = f.read().splitlines()
-        except OSError as e:
-            raise Fatal(f"--rcfile {path}: {e.strerror or e}") from None
-        except UnicodeDecodeError:
-            raise Fatal(f"--rcfile {path}: not a text file") from None
-        for no, raw in enumerate(lines, 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            name, *args = line.split()
+            lines = command_lines(path)
+        except RcFileError as e:
+            raise Fatal(f"--rcfile: {e}") from None
+        for no, (name, *args) in lines:
             try:
                 await self.console.execute(name, args)
             except CommandError as e:
-                raise Fatal(f"{path}:{no}: {line}: {e}") from None
+                raise Fatal(f"{path}:{no}: {' '.join([name, *args])}: {e}") from None
 
     async def attach(self, url: str) -> None:
         assert self.switch is not None

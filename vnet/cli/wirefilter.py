@@ -25,6 +25,7 @@ import sys
 import time
 from typing import Any
 
+from vnet.cli.rcfile import RcFileError, command_lines
 from vnet.link.capture import Capture, CaptureError
 from vnet.link.wirefilter import PARAMS, SYNTAX, UNITS, WireFilter, WireFilterError
 from vnet.runtime.realtime import AsyncioRuntime
@@ -160,17 +161,11 @@ RC_COMMANDS = set(PARAMS) | {"band", "capacity", "fifo"} | set(MARKOV_COMMANDS)
 def load_rcfile(wf: WireFilter, path: str) -> int:
     """Apply a file of console commands (`delay LR 20+5N`, `fifo 0`, `# comments`)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except OSError as e:
-        raise Fail(f"cannot read {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise Fail(f"{path} is not a text file of wirefilter commands") from None
+        lines = command_lines(path)
+    except RcFileError as e:
+        raise Fail(str(e)) from None
     n = 0
-    for lineno, line in enumerate(lines, 1):
-        words = line.split("#", 1)[0].split()
-        if not words:
-            continue
+    for lineno, words in lines:
         cmd, rest = words[0].lower(), words[1:]
         if cmd not in RC_COMMANDS:
             raise Fail(f"{path}:{lineno}: unknown command {words[0]!r}: use "
