@@ -130,3 +130,12 @@ def test_reuses_a_stale_socket(tmp_path):
         await srv.close()
 
     asyncio.run(go())
+
+
+def test_vde_dialect_framing():
+    """vde_switch's management framing, as vdecmd's parse machine expects it."""
+    from vnet.control.server import vde_reply
+    assert vde_reply("a\nb\n1000 Success") == "0000 DATA END WITH '.'\na\nb\n.\n1000 Success\n\n"
+    assert vde_reply("1000 Success") == "1000 Success\n\n"
+    assert vde_reply("1022 bad VLAN") == "1022 bad VLAN\n\n"
+    assert vde_reply(None) == ""

@@ -387,6 +387,29 @@ def test_port_acl_with_debian_vde_plug_as_another_user(procs):
         shutil.rmtree(base, ignore_errors=True)
 
 
+def test_vdecmd_reads_the_mgmt_console_as_it_reads_vde_switch(tmp_path, procs):
+    """vde2's vdecmd (unixcmd with /etc/vde2/vdecmd, a parse machine that waits for the
+    `$ ` prompt and the `0000 DATA END WITH '.'` framing) gets the command's output from
+    vnet switch -M exactly as from vde_switch -M."""
+    need_tool("unixcmd", "vde_switch")
+    if not os.path.exists("/etc/vde2/vdecmd"):
+        pytest.fail("vde2 is installed but /etc/vde2/vdecmd is missing")
+
+    def vdecmd(mgmt: Path, *cmd: str) -> str:
+        r = subprocess.run(["unixcmd", "-f", "/etc/vde2/vdecmd", "-s", str(mgmt), *cmd],
+                           capture_output=True, text=True, timeout=10)
+        return r.stdout
+
+    vde_switch(procs, tmp_path / "v", "-M", str(tmp_path / "v.mgmt"))
+    vnet_switch(procs, tmp_path / "n", "-M", str(tmp_path / "n.mgmt"))
+    theirs = vdecmd(tmp_path / "v.mgmt", "port/showinfo")
+    ours = vdecmd(tmp_path / "n.mgmt", "port/showinfo")
+    assert "Numports=32" in theirs  # the parse machine works on the reference...
+    assert "numports: 32" in ours and "mtu: 1500" in ours  # ...and on vnet's console
+    assert vdecmd(tmp_path / "n.mgmt", "vlan/create", "77") == ""  # no output, no error text
+    assert "VLAN 0077" in vdecmd(tmp_path / "n.mgmt", "vlan/print", "77")
+
+
 def test_stdin_eof_does_not_stop_the_switch_unless_asked(tmp_path, procs):
     p = procs.start(vnet_cmd("switch", "-s", str(tmp_path / "a")), stdin=subprocess.PIPE)
     wait_path(tmp_path / "a" / "ctl", p)
@@ -444,6 +467,9 @@ def test_console_over_mgmt_socket(tmp_path, procs):
     sess.settimeout(10)
     sess.connect(str(mgmt))
     reader = sess.makefile("r")
+    # vde_switch's dialect: a banner, then "vde$ " before each reply
+    banner = [reader.readline() for _ in range(3)]
+    assert banner[0].startswith("vnet switch") and banner[2] == "\n", banner
 
     def ctl(*words: str, ok: bool = True) -> str:
         sess.sendall((" ".join(words) + "\n").encode())
@@ -451,6 +477,7 @@ def test_console_over_mgmt_socket(tmp_path, procs):
         while True:
             line = reader.readline()
             assert line, "control socket closed"
+            line = line.removeprefix("vde$ ")
             lines.append(line)
             code = line[:4]
             if code.isdigit() and line[0] == "1" and line[4:5] == " ":

@@ -165,7 +165,9 @@ class SwitchDaemon:
         if a.rcfile:
             await self.run_rcfile(a.rcfile)
         if a.mgmt:
-            self.control = ControlServer(console, a.mgmt, a.mgmtmode, a.mgmtgroup)
+            from vnet.cli.switch_console import VERSION
+            self.control = ControlServer(console, a.mgmt, a.mgmtmode, a.mgmtgroup, prompt="vde$ ",
+                                         banner=f"{VERSION}\n'help' lists the commands")
             try:
                 await self.control.start()
             except KeyError:

@@ -24,13 +24,20 @@ def call(path: str, cmd: str, *args: str, timeout: float = 30.0) -> Any:
         except ConnectionRefusedError:
             raise ControlError(f"nothing listens on {path}: the daemon has stopped") from None
         s.sendall(json.dumps({"cmd": cmd, "args": list(args)}).encode() + b"\n")
+        # A vde-dialect socket greets with a banner and a prompt first: the reply is the
+        # first complete line that holds a JSON object (after any prompt text).
         buf = b""
-        while not buf.endswith(b"\n"):
+        line = b""
+        while True:
             chunk = s.recv(65536)
             if not chunk:
                 raise ControlError("the daemon closed the connection without replying")
             buf += chunk
-    reply = json.loads(buf)
+            *lines, buf = buf.split(b"\n")
+            line = next((ln[ln.index(b"{"):] for ln in lines if b"{" in ln), b"")
+            if line:
+                break
+    reply = json.loads(line)
     if not reply.get("ok"):
         raise ControlError(reply.get("error", "command failed"))
     return reply.get("result")

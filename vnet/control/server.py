@@ -9,6 +9,12 @@ A Unix stream socket (mode 0600 unless a group is given). Each line is a command
 
 Handlers take a list of string arguments and return a str (shown as is), or any
 JSON-able value (rendered for humans), or an awaitable of either.
+
+`ControlServer(..., prompt="vde$ ")` speaks vde_switch's management dialect to
+humans, so vde2's `unixterm` and `vdecmd` (unixcmd's parse machine) work as with
+vde_switch: a banner and the prompt on connect; a reply with output is
+`0000 DATA END WITH '.'`, the lines, `.`, then `1000 Success` (or `1EEE error`), a
+blank line and the prompt again. JSON requests still get exactly one JSON line.
 """
 
 from __future__ import annotations
@@ -126,8 +132,11 @@ def render_value(v: Any) -> str:
 class ControlServer:
     """Serves a Console on a Unix stream socket."""
 
-    def __init__(self, console: Console, path: str, mode: int = 0o600, group: str | None = None) -> None:
+    def __init__(self, console: Console, path: str, mode: int = 0o600, group: str | None = None,
+                 prompt: str | None = None, banner: str = "") -> None:
         self.console = console
+        self.prompt = prompt  # None: the plain dialect (no banner, no prompt, no DATA wrapper)
+        self.banner = banner
         self.path = path
         self.mode = mode
         self.group = group
@@ -149,7 +158,11 @@ class ControlServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._clients.add(writer)
+        vde = self.prompt is not None
         try:
+            if vde:
+                writer.write(f"{self.banner}\n\n{self.prompt}".encode())
+                await writer.drain()
             while True:
                 try:
                     raw = await reader.readline()
@@ -163,7 +176,10 @@ class ControlServer:
                     await writer.drain()
                     break
                 reply = await self.console.handle_line(line)
-                if reply is not None:
+                if vde and not line.lstrip().startswith("{"):
+                    writer.write((vde_reply(reply) + (self.prompt or "")).encode())
+                    await writer.drain()
+                elif reply is not None:
                     writer.write(reply.encode() + b"\n")
                     await writer.drain()
         except ConnectionError:
@@ -183,6 +199,16 @@ class ControlServer:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
+
+
+def vde_reply(reply: str | None) -> str:
+    """A plain reply (`text...\n1000 Success` or `1EEE error`) in vde_switch's framing."""
+    if reply is None:  # a blank line: just the prompt again
+        return ""
+    body, _, code = reply.rpartition("\n")
+    if body:
+        return f"0000 DATA END WITH '.'\n{body}\n.\n{code}\n\n"
+    return f"{code}\n\n"
 
 
 async def _socket_alive(path: str) -> bool:
