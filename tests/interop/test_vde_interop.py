@@ -408,6 +408,13 @@ def test_vdecmd_reads_the_mgmt_console_as_it_reads_vde_switch(tmp_path, procs):
     assert "numports: 32" in ours and "mtu: 1500" in ours  # ...and on vnet's console
     assert vdecmd(tmp_path / "n.mgmt", "vlan/create", "77") == ""  # no output, no error text
     assert "VLAN 0077" in vdecmd(tmp_path / "n.mgmt", "vlan/print", "77")
+    # vnet wirefilter's -M speaks Debian wirefilter's dialect (prompt "VDEwf$ ") too
+    wf_mgmt = tmp_path / "wf.mgmt"
+    wf = procs.start(vnet_cmd("wirefilter", "-v", f"{tmp_path / 'v'}:{tmp_path / 'n'}",
+                              "-M", str(wf_mgmt)), stdin=subprocess.DEVNULL)
+    wait_path(wf_mgmt, wf)
+    assert vdecmd(wf_mgmt, "delay", "LR", "25") == ""
+    assert "25" in vdecmd(wf_mgmt, "showinfo")
 
 
 def test_stdin_eof_does_not_stop_the_switch_unless_asked(tmp_path, procs):

@@ -429,7 +429,9 @@ async def _main(rt: AsyncioRuntime, args: argparse.Namespace, urls: list[str] | 
                 mode = int(args.mgmtmode, 8)
             except ValueError:
                 raise Fail(f"--mgmtmode {args.mgmtmode!r} is not an octal mode like 600") from None
-            server = ControlServer(make_console(wf, state), args.mgmt, mode, args.group)
+            # Debian wirefilter's console dialect: banner, "VDEwf$ " prompt, DATA framing
+            server = ControlServer(make_console(wf, state), args.mgmt, mode, args.group,
+                                   prompt="VDEwf$ ", banner="vnet wirefilter (VDE-compatible)")
             try:
                 await server.start()
             except KeyError:
