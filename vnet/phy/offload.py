@@ -9,7 +9,9 @@ header travels beside the frame, not in it:
   handed *the same object* (`frame is PENDING[0]`) writes it with its header.
   A frame that was copied or rewritten on the way (VLAN tagging), or delayed
   (a simulated link), no longer matches and is written as plain.
-* Such a frame is only passed on when every place the engine may send it takes
+* A host stack (an engine with `takes_offload = True`) gets such frames whole and
+  decides itself: a TCP segment for one of its addresses goes up in one piece.
+* Otherwise such a frame is only passed on when every place the engine may send it takes
   offloads: all other ports of the owning switch are offload-capable TAPs on the
   same untagged VLAN with no tagged VLANs (or the port is joined directly to one,
   as `vnet plug` does), and the switch admits it: its MTU is large enough (65517),
@@ -26,7 +28,7 @@ from __future__ import annotations
 import os
 import struct
 
-from vnet.link.offload import PENDING
+from vnet.link.offload import PENDING, accepts_offload
 from vnet.link.port import Port
 from vnet.link.switch import Switch
 from vnet.phy.tap import READ_BUDGET, READ_SIZE, TapAttachment
@@ -39,14 +41,12 @@ _HL = vh.HDR_LEN
 _HDR10 = struct.Struct("<BBHHHH")  # the header without num_buffers (packet sockets use this)
 
 
-def accepts_offload(transmit: object) -> bool:
-    return getattr(transmit, "accepts_offload", False) is True
-
-
 def passthrough_ok(port: Port, length: int) -> bool:
     """True when every destination the engine can pick for frames from `port` takes offloads
     (and the engine accepts a frame of `length` bytes: a switch drops frames over its MTU)."""
     sw = port.owner
+    if getattr(sw, "takes_offload", False) is True:
+        return True  # it consumes them itself (the host stack), finishing what it cannot take
     if not isinstance(sw, Switch):
         # Joined directly (vnet plug): port.receive is the other side's Port.send. Any other
         # engine (a host stack, wirefilter, VRR) parses or delays frames: never pass through.

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import struct
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from vnet.link.offload import PENDING, accepts_offload
 from vnet.runtime.base import Runtime
 from vnet.stack.addrconf import AddrConf
 from vnet.stack.fragment import Reassembler
@@ -28,6 +30,7 @@ from vnet.stack.meta import AddrCache, IpMeta
 from vnet.stack.mld import MldListener
 from vnet.stack.routes import RouteTable
 from vnet.wire import ipv4, ipv6
+from vnet.wire import virtio_net as vh
 from vnet.wire.errors import WireError
 from vnet.wire.ethernet import BROADCAST, mac_from_str, random_mac
 
@@ -36,6 +39,7 @@ _ET_IP4 = b"\x08\x00"
 _ET_ARP = b"\x08\x06"
 _ET_IP6 = b"\x86\xdd"
 
+_VHDR = struct.Struct("<BBHHHH")  # the virtio-net header without num_buffers
 PMTU_TIMEOUT = 600.0  # RFC 1191 / 8201: try a larger MTU again after 10 minutes
 MAX_PMTU_ENTRIES = 4096
 
@@ -49,6 +53,10 @@ class HostError(ValueError):
 
 
 class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
+    # A TAP with offloads hands us the kernel's GSO / partial-checksum frames as they are
+    # (vnet.link.offload); `_rx_offloaded` takes TCP for us whole and finishes the rest.
+    takes_offload = True
+
     def __init__(self, rt: Runtime, name: str = "host", router: bool = False,
                  neigh_max: int = 512, neigh_max_incomplete: int = 64,
                  reasm_max_datagrams: int = 64, reasm_max_bytes: int = 1 << 20,
@@ -79,6 +87,9 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
         self.dhcp: dict[str, Any] = {}
         self.dhcp6: dict[str, Any] = {}
         self.dhcp6_on_managed = False  # start DHCPv6 when an RA sets the Managed flag
+        # the packet `ip_send(tso=)` is passing down right now, and its MSS (see _xmit)
+        self._tso_pkt: Any = None
+        self._tso_mss = 0
         self._init_ip4()
         self._init_ip6()
 
@@ -220,8 +231,13 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
         self.error_handlers[proto] = handler
 
     def ip_send(self, dst: Any, proto: int, payload: bytes, src: Any = None,
-                hop_limit: int | None = None) -> bool:
-        """Send one upper-layer payload; False when there is no route or no source address."""
+                hop_limit: int | None = None, tso: int = 0) -> bool:
+        """Send one upper-layer payload; False when there is no route or no source address.
+
+        `tso` > 0: `payload` is a TCP segment with a partial checksum (the pseudo-header
+        sum) and may carry more than one MSS; `tso` is the MSS the kernel cuts it into
+        (see `tso_ok`). Where the interface cannot take that, it is finished here.
+        """
         if isinstance(dst, str):
             dst = ipaddress.ip_address(dst)
         if isinstance(src, str):
@@ -238,9 +254,30 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
             s = pk.get(src)
             if s is None:
                 s = pk[src] = src.packed
+        if tso:
+            if dst.version == 4:
+                return self._send4(d, proto, payload, s, hop_limit, tso=tso)
+            return self._send6(d, proto, payload, s, hop_limit, dst.scope_id, tso=tso)
         if dst.version == 4:
             return self._send4(d, proto, payload, s, hop_limit)
         return self._send6(d, proto, payload, s, hop_limit, dst.scope_id)
+
+    def tso_ok(self, dst: Any) -> bool:
+        """True when TCP to `dst` may hand `ip_send` segments of several MSS with a partial
+        checksum: the route leaves through an interface whose port writes offloaded
+        frames (a TAP with vnet_hdr=1). Plain TAPs, switches and simulated links do not."""
+        if isinstance(dst, str):
+            dst = ipaddress.ip_address(dst)
+        d = dst.packed
+        if dst.version == 4:
+            if d in self.local4:
+                return False
+            _, iface, _ = self._route4(d)
+        else:
+            if d in self.local6:
+                return False
+            _, iface = self._route6(d, getattr(dst, "scope_id", None))
+        return iface is not None and accepts_offload(iface.port.transmit)
 
     def source_address_for(self, dst: Any) -> IPAddress | None:
         if isinstance(dst, str):
@@ -326,6 +363,12 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
     # ---- receive path ------------------------------------------------------------------
 
     def _rx(self, iface: Interface, frame: bytes) -> None:
+        if frame is PENDING[0]:
+            self._rx_offloaded(iface, frame, PENDING[1])
+            return
+        self._rx_frame(iface, frame, False)
+
+    def _rx_frame(self, iface: Interface, frame: bytes, csum_ok: bool) -> None:
         port = iface.port
         port.rx_frames += 1
         port.rx_bytes += len(frame)
@@ -338,20 +381,101 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
             return
         et = frame[12:14]
         if et == _ET_IP6:
-            self._rx6(iface, memoryview(frame)[14:], dmac)
+            self._rx6(iface, memoryview(frame)[14:], dmac, csum_ok)
         elif et == _ET_IP4:
-            self._rx4(iface, memoryview(frame)[14:], dmac == BROADCAST)
+            self._rx4(iface, memoryview(frame)[14:], dmac == BROADCAST, csum_ok)
         elif et == _ET_ARP:
             self._rx_arp(iface, memoryview(frame)[14:])
         else:
             self.stats["eth_unknown_type"] += 1
+
+    def _rx_offloaded(self, iface: Interface, frame: bytes, hdr: bytes) -> None:
+        """A frame from the local kernel whose virtio-net header asks for work.
+
+        TCP to one of our addresses (no IP options or IPv6 extension headers) goes up
+        whole - a GSO frame is one segment of up to 64 KB - with its checksum left
+        unverified: the kernel leaves it partial and vouches for the data. Anything
+        else (forwarding, UDP, odd offsets) is finished in software first, giving
+        exactly the frames the kernel would have sent without offloads.
+        """
+        st = self.stats
+        flags, gso_type, _, gso_size, cs, co = _VHDR.unpack_from(hdr)
+        kind = gso_type & ~vh.GSO_ECN
+        n = len(frame)
+        et = frame[12:14]
+        partial = flags & vh.F_NEEDS_CSUM
+        if et == _ET_IP4 and n >= 54 and frame[23] == 6 and frame[14] == 0x45 \
+                and frame[30:34] in self.local4 and kind in (vh.GSO_NONE, vh.GSO_TCPV4) \
+                and (not partial or (cs == 34 and co == 16)):
+            whole = True
+        elif et == _ET_IP6 and n >= 74 and frame[20] == 6 and frame[38:54] in self.local6 \
+                and kind in (vh.GSO_NONE, vh.GSO_TCPV6) and (not partial or (cs == 54 and co == 16)):
+            whole = True
+        else:
+            whole = False
+        if whole:
+            st["rx_offload_whole"] += 1
+            if kind:
+                st["rx_gso_whole"] += 1
+            self._rx_frame(iface, frame, True)
+            return
+        try:
+            if kind != vh.GSO_NONE:
+                st["rx_gso_segmented"] += 1
+                vh.segment(frame, gso_type, gso_size, cs,
+                           lambda f: self._rx_frame(iface, f, False))
+            elif partial:
+                st["rx_csum_finished"] += 1
+                self._rx_frame(iface, bytes(vh.finish_checksum(frame, cs, co)), False)
+            else:
+                self._rx_frame(iface, frame, False)
+        except WireError:
+            st["rx_offload_bad"] += 1
+            iface.port.rx_dropped += 1
 
     def _xmit(self, iface: Interface, mac: bytes, ethertype: bytes, packet: bytes) -> None:
         frame = mac + iface.mac + ethertype + packet
         port = iface.port
         port.tx_frames += 1
         port.tx_bytes += len(frame)
+        if packet is self._tso_pkt:
+            self._xmit_offload(iface, frame, self._tso_mss)
+            return
         port.transmit(frame)
+
+    def _xmit_offload(self, iface: Interface, frame: bytes, mss: int) -> None:
+        """A TCP packet with a partial checksum, maybe of several MSS (from `ip_send(tso=)`).
+
+        Written with a virtio-net header (NEEDS_CSUM, GSO TCPV4/TCPV6 when longer than one
+        MSS) if the port takes offloads; otherwise finished here, as the kernel would."""
+        st = self.stats
+        v4 = frame[12:14] == _ET_IP4
+        l4 = 14 + (frame[14] & 15) * 4 if v4 else 54
+        thl = (frame[l4 + 12] >> 4) * 4
+        gso = len(frame) - l4 - thl > mss
+        kind = (vh.GSO_TCPV4 if v4 else vh.GSO_TCPV6) if gso else vh.GSO_NONE
+        port = iface.port
+        transmit = port.transmit
+        if accepts_offload(transmit):
+            st["tx_gso" if gso else "tx_csum_offload"] += 1
+            hdr = vh.HDR.pack(vh.F_NEEDS_CSUM, kind, l4 + thl, mss if gso else 0, l4, 16, 0)
+            saved = PENDING[0], PENDING[1]  # we may be answering inside an offloaded delivery
+            PENDING[0] = frame
+            PENDING[1] = hdr
+            try:
+                transmit(frame)
+            finally:
+                PENDING[0], PENDING[1] = saved
+            return
+        try:
+            if gso:
+                st["tx_gso_segmented"] += 1
+                vh.segment(frame, kind, mss, l4, transmit)
+            else:
+                transmit(bytes(vh.finish_checksum(frame, l4, 16)))
+        except WireError:
+            st["tx_offload_bad"] += 1
+            port.tx_dropped += 1
 
     # ---- views for the control socket ----------------------------------------------------
 

@@ -148,14 +148,14 @@ class IPv4Layer(AcdMixin, IgmpMember):
     # ---- send --------------------------------------------------------------------------
 
     def _send4(self: Any, dst: bytes, proto: int, payload: bytes, src: bytes | None,
-               ttl: int | None, df: bool | None = None) -> bool:
+               ttl: int | None, df: bool | None = None, tso: int = 0) -> bool:
         if dst in self.local4:
             s = src or dst
             pkt = ipv4.build(s, dst, proto, len(payload), ttl or DEFAULT_TTL,
                              self._next_ident4()) + payload
             iface = self.local4[dst][0]
             self.stats["ip4_loopback"] += 1
-            self.rt.call_soon(self._rx4, iface, memoryview(pkt), False)
+            self.rt.call_soon(self._rx4, iface, memoryview(pkt), False, tso > 0)
             return True
         route, iface, nexthop = self._route4(dst)
         if iface is None:
@@ -172,6 +172,17 @@ class IPv4Layer(AcdMixin, IgmpMember):
         pm = self.pmtu.get(dst)
         if pm is not None and pm[1] > self.rt.now() and pm[0] < mtu:
             mtu = pm[0]
+        if tso:
+            # one packet of several MSS, DF set; _xmit writes it with a GSO header
+            pkt = ipv4.build(src, dst, proto, len(payload), ttl or DEFAULT_TTL,
+                             self._next_ident4(), ipv4.FLAG_DF) + payload
+            self.stats["ip4_tx"] += 1
+            self._tso_pkt = pkt
+            self._tso_mss = tso
+            try:
+                return self._l2_out4(iface, nexthop, pkt)
+            finally:
+                self._tso_pkt = None
         return self._output4(iface, nexthop, src, dst, proto, payload, ttl or DEFAULT_TTL,
                              mtu, df)
 
@@ -225,7 +236,8 @@ class IPv4Layer(AcdMixin, IgmpMember):
 
     # ---- receive -----------------------------------------------------------------------
 
-    def _rx4(self: Any, iface: Interface, buf: memoryview, l2_bcast: bool) -> None:
+    def _rx4(self: Any, iface: Interface, buf: memoryview, l2_bcast: bool,
+             csum_ok: bool = False) -> None:
         st = self.stats
         try:
             h = ipv4.parse(buf)
@@ -280,11 +292,11 @@ class IPv4Layer(AcdMixin, IgmpMember):
             if dst in self.local4:
                 self._icmp4_error(pkt, icmp4.DEST_UNREACH, icmp4.PROTO_UNREACH)
             return
-        handler(self._meta4(iface, h), payload)
+        handler(self._meta4(iface, h, csum_ok), payload)
 
-    def _meta4(self: Any, iface: Interface, h: ipv4.IPv4Header) -> Any:
+    def _meta4(self: Any, iface: Interface, h: ipv4.IPv4Header, csum_ok: bool = False) -> Any:
         c = self.addr_cache
-        return IpMeta(c.v4(h.src), c.v4(h.dst), iface, 4, h.ttl)
+        return IpMeta(c.v4(h.src), c.v4(h.dst), iface, 4, h.ttl, csum_ok)
 
     def _reasm4_timeout(self: Any, key: Any, first: Any) -> None:
         iface, head = first

@@ -207,7 +207,7 @@ class IPv6Layer:
 
     def _send6(self: Any, dst: bytes, proto: int, payload: bytes, src: bytes | None,
                hop_limit: int | None, scope: str | None = None, ext: bytes = b"",
-               first_nh: int | None = None) -> bool:
+               first_nh: int | None = None, tso: int = 0) -> bool:
         """Send `payload` of upper-layer type `proto`; `ext` is a chain of extension headers
         placed before it (first header type `first_nh`)."""
         loc = self.local6.get(dst)
@@ -215,7 +215,7 @@ class IPv6Layer:
             pkt = ipv6.build(src or dst, dst, first_nh if ext else proto, len(ext) + len(payload),
                              hop_limit or 64) + ext + payload
             self.stats["ip6_loopback"] += 1
-            self.rt.call_soon(self._rx6, loc[0], memoryview(pkt), loc[0].mac)
+            self.rt.call_soon(self._rx6, loc[0], memoryview(pkt), loc[0].mac, tso > 0)
             return True
         nexthop, iface = self._route6(dst, scope)
         if nexthop is None or iface is None:
@@ -234,6 +234,16 @@ class IPv6Layer:
             mtu = pm[0]
         nh = first_nh if ext else proto
         total = len(ext) + len(payload)
+        if tso and not ext:
+            # one packet of several MSS; _xmit writes it with a GSO header
+            pkt = ipv6.build(src, dst, nh, total, hop_limit) + payload
+            self.stats["ip6_tx"] += 1
+            self._tso_pkt = pkt
+            self._tso_mss = tso
+            try:
+                return self._l2_out6(iface, nexthop, pkt)
+            finally:
+                self._tso_pkt = None
         if 40 + total <= mtu:
             self.stats["ip6_tx"] += 1
             return self._l2_out6(iface, nexthop, ipv6.build(src, dst, nh, total, hop_limit)
@@ -278,7 +288,8 @@ class IPv6Layer:
 
     # ---- receive -------------------------------------------------------------------------
 
-    def _rx6(self: Any, iface: Interface, buf: memoryview, dmac: bytes) -> None:
+    def _rx6(self: Any, iface: Interface, buf: memoryview, dmac: bytes,
+             csum_ok: bool = False) -> None:
         st = self.stats
         try:
             h = ipv6.parse(buf)
@@ -303,14 +314,15 @@ class IPv6Layer:
                 else:
                     st["ip6_not_for_us"] += 1
                 return
-        self._deliver6(iface, pkt, h)
+        self._deliver6(iface, pkt, h, csum_ok)
 
-    def _deliver6(self: Any, iface: Interface, pkt: memoryview, h: ipv6.IPv6Header) -> None:
+    def _deliver6(self: Any, iface: Interface, pkt: memoryview, h: ipv6.IPv6Header,
+                  csum_ok: bool = False) -> None:
         nh = h.next_header
         if nh == 6 or (nh == 17 and not self.dhcp6):  # no extension headers: straight through
             handler = self.transports.get(nh)
             if handler is not None:
-                handler(self._meta6(iface, h), pkt[40:])
+                handler(self._meta6(iface, h, csum_ok), pkt[40:])
                 return
         st = self.stats
         try:
@@ -352,10 +364,10 @@ class IPv6Layer:
             return
         handler(self._meta6(iface, h), payload)
 
-    def _meta6(self: Any, iface: Interface, h: ipv6.IPv6Header) -> Any:
+    def _meta6(self: Any, iface: Interface, h: ipv6.IPv6Header, csum_ok: bool = False) -> Any:
         c = self.addr_cache
         src = c.v6(h.src, iface.name if is_ll6(h.src) else None)
-        return IpMeta(src, c.v6(h.dst), iface, 6, h.hop_limit)
+        return IpMeta(src, c.v6(h.dst), iface, 6, h.hop_limit, csum_ok)
 
     def _options_ok(self: Any, pkt: memoryview, area: tuple[int, int], mcast: bool) -> bool:
         """Unknown options are handled by the two high bits of their type (RFC 8200 4.2)."""

@@ -20,6 +20,9 @@ class IpMeta:
     iface: Any
     version: int
     hop_limit: int
+    # the transport checksum need not be verified: the frame came from the local kernel
+    # through a TAP with a partial (NEEDS_CSUM) or validated checksum (vnet.link.offload)
+    csum_ok: bool = False
 
 
 class AddrCache:

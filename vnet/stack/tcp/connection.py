@@ -65,6 +65,9 @@ _RECV_STATES = frozenset((ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2))
 
 DUPTHRESH = 3
 MAX_WINDOW = 0x3FFFFFFF  # 2**30 - 1: the largest scaled window (RFC 7323 2.3)
+#: TCP payload bytes per TSO segment at most (a whole number of MSS below this): the IP
+#: total length field and the kernel's 64 KB GSO limit leave room for the headers
+TSO_BYTES = 64000
 
 
 def _unwrap(seq32: int, ref: int) -> int:
@@ -201,6 +204,10 @@ class Connection:
         self.mss = 536  # peer's MSS (for sending), before options
         self.eff_mss = 536  # payload bytes per full segment
         self.our_mss = 536
+        # the path takes TSO (the host's interface is a TAP with offloads): data goes out
+        # in segments of several MSS with a partial checksum, the kernel cuts them
+        self.tso = False
+        self.tso_segments = 0  # such segments sent
         self.ts_ok = False
         self.ts_recent = 0
         self.ts_offset = 0
@@ -263,6 +270,7 @@ class Connection:
             "ts": self.ts_ok, "sack": self.sack_ok,
             "wscale": (self.snd_wscale, self.rcv_wscale) if self.ws_ok else None,
             "rx_segments": self.rx_segments, "tx_segments": self.tx_segments,
+            "tso": self.tso, "tso_segments": self.tso_segments,
             "rx_bytes": self.rx_bytes, "tx_bytes": self.tx_bytes,
             "retransmits": self.retransmits, "fast_retransmits": self.fast_retransmits,
             "timeouts": self.timeouts, "rx_ooo": self.rx_ooo, "cc": self.cc.name,
@@ -283,8 +291,11 @@ class Connection:
         self.ts_offset = self.layer.ts_offset(self)
 
     def _set_our_mss(self) -> None:
-        mtu = self.layer.net.path_mtu(self.remote)
+        net = self.layer.net
+        mtu = net.path_mtu(self.remote)
         self.our_mss = max(mtu - (60 if self.v6 else 40), 88)
+        tso_ok = getattr(net, "tso_ok", None)  # a network layer without offloads lacks it
+        self.tso = bool(tso_ok is not None and tso_ok(self.remote))
 
     def _negotiated(self, opts: Any) -> None:
         """Apply the options of the peer's SYN (or SYN-ACK) to this connection."""
@@ -382,7 +393,7 @@ class Connection:
 
     # ------------------------------------------------------------------ output
     def _emit(self, seq: int, flags: int, win: int, opts: bytes, payload: bytes | bytearray,
-              ack: int) -> None:
+              ack: int, tso: int = 0) -> None:
         hl = 20 + len(opts)
         seg = bytearray(HDR.pack(self.lport, self.rport, seq & M32, ack & M32, hl << 2, flags,
                                  win, 0, 0))
@@ -390,17 +401,29 @@ class Connection:
             seg += opts
         if payload:
             seg += payload
-        # the Internet checksum in one pass (see vnet.wire.checksum.ones_sum), inlined
         n = len(seg)
-        v = int.from_bytes(seg, "big")
-        if n & 1:
-            v <<= 8
-        v = (v + self._pseudo + n) % 0xFFFF
-        c = ~(v or 0xFFFF) & 0xFFFF
-        seg[16] = c >> 8
-        seg[17] = c & 0xFF
-        self.tx_segments += 1
-        if not self._ip_send(self.remote, 6, seg, self.local) and payload \
+        if tso:
+            # partial checksum (the kernel completes it per segment): the folded
+            # pseudo-header sum, TCP length included, not complemented
+            v = self._pseudo + n
+            v = (v & 0xFFFF) + (v >> 16)
+            v = (v & 0xFFFF) + (v >> 16)
+            seg[16] = v >> 8
+            seg[17] = v & 0xFF
+            self.tx_segments += 1
+            sent = self._ip_send(self.remote, 6, seg, self.local, None, tso)
+        else:
+            # the Internet checksum in one pass (see vnet.wire.checksum.ones_sum), inlined
+            v = int.from_bytes(seg, "big")
+            if n & 1:
+                v <<= 8
+            v = (v + self._pseudo + n) % 0xFFFF
+            c = ~(v or 0xFFFF) & 0xFFFF
+            seg[16] = c >> 8
+            seg[17] = c & 0xFF
+            self.tx_segments += 1
+            sent = self._ip_send(self.remote, 6, seg, self.local)
+        if not sent and payload \
                 and not self._pmtu_check_due:
             # refused: maybe too big for a path MTU learned meanwhile (e.g. by another
             # connection's ICMP error); look again once the current call is done
@@ -461,7 +484,12 @@ class Connection:
                                    self.ts_recent)
         else:
             opts = b""
-        self._emit(seq, flags, win, opts, self.sndbuf[off:off + n], rcv_nxt)
+        if self.tso and n:
+            if n > self.eff_mss:
+                self.tso_segments += 1
+            self._emit(seq, flags, win, opts, self.sndbuf[off:off + n], rcv_nxt, self.eff_mss)
+        else:
+            self._emit(seq, flags, win, opts, self.sndbuf[off:off + n], rcv_nxt)
 
     def _schedule_ack(self) -> None:
         """ACK at the end of the current receive burst (coalesces one per batch of reads)."""
@@ -485,6 +513,8 @@ class Connection:
                 and st != LAST_ACK:
             return
         mss = self.eff_mss
+        # largest segment: one MSS, or with TSO a whole number of MSS up to ~64 KB
+        seg_max = (TSO_BYTES // mss) * mss if self.tso and mss > 0 else mss
         cc = self.cc
         sent = False
         if self.in_recovery:
@@ -508,13 +538,15 @@ class Connection:
                     self._send_data(nxt, 0, FIN | ACK)
                     sent = True
                 break
-            n = avail if avail < mss else mss
+            n = avail if avail < seg_max else seg_max
             if wnd < n:
                 n = wnd
             if budget < n:
                 n = budget
             if n <= 0:
                 break
+            if n > mss and n < avail:
+                n -= n % mss  # a TSO segment cut by a window: whole MSS only (no runt)
             if n < mss and n < avail:
                 # limited by a window: sender SWS avoidance (RFC 9293 3.8.6.2.1)
                 if n < (self.max_snd_wnd >> 1) and nxt != self.snd_una:
