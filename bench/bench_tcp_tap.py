@@ -2,6 +2,11 @@
 two vnet hosts over a vnet switch. Needs root (TAP, netns).
 
     python bench/bench_tcp_tap.py [--mbytes 50] [--only k2v4,k2v6,v2k4,v2k6,switch]
+                                  [--tap-options vnet_hdr=1] [--both]
+
+`--tap-options vnet_hdr=1`: the TAP with IFF_VNET_HDR and TSO/CSUM offloads (the host
+takes the kernel's 64 KB GSO frames whole and sends TSO segments). `--both`: the TAP
+paths once plain and once with vnet_hdr=1, in the same run, one after the other.
 
 kernel -> vnet: a Python socket sender (64 KiB sendall) in a namespace, the vnet host's
 callback-level discard server in this process; goodput = bytes / (first byte .. FIN),
@@ -192,6 +197,8 @@ def main() -> int:
     ap.add_argument("--mtu", type=int, default=1500)
     ap.add_argument("--tap-options", default="", metavar="OPTS",
                     help="extra tap:// URL options for the vnet side, e.g. vnet_hdr=1")
+    ap.add_argument("--both", action="store_true",
+                    help="run the TAP paths plain and with vnet_hdr=1 (same run, in turn)")
     ap.add_argument("--with-pytcp", action="store_true",
                     help="also measure PyTCP 3.0.9 the same way (bench/pytcp_ref.py; builds a "
                          "Debian sid chroot with python3.14 once)")
@@ -205,15 +212,16 @@ def main() -> int:
     results: dict[str, float] = {}
     cpu: dict[str, float] = {}  # goodput if the vnet process had a core to itself
     ns = f"vbench{uuid.uuid4().hex[:6]}"
-    tap = f"vb{uuid.uuid4().hex[:8]}"
+    variants = ["", "vnet_hdr=1"] if args.both else [args.tap_options]
     sh("ip", "netns", "add", ns)
     try:
         sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
 
-        async def amain(rt: AsyncioRuntime) -> None:
+        async def amain(rt: AsyncioRuntime, opts: str, tag: str) -> None:
+            tap = f"vb{uuid.uuid4().hex[:8]}"
             host = Host(rt, "bench")
             iface = host.add_interface("eth0", mtu=args.mtu)
-            extra = f"&{args.tap_options}" if args.tap_options else ""
+            extra = f"&{opts}" if opts else ""
             att = await attach(f"tap://{tap}?netns={ns}&mtu={args.mtu}{extra}", iface.port, rt)
             try:
                 sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{K4}/24", "dev", tap)
@@ -228,15 +236,21 @@ def main() -> int:
                     if key in which:
                         port += 1
                         cpu0 = time.process_time()
-                        results[key] = await fn(rt, host, ns, dst, port, nbytes)
-                        cpu[key] = nbytes * 8 / (time.process_time() - cpu0) / 1e6
-                        print(f"{key}: {results[key]:.1f} Mbit/s (vnet process CPU-bound "
-                              f"ceiling {cpu[key]:.0f} Mbit/s)", flush=True)
+                        rk = key + tag
+                        results[rk] = await fn(rt, host, ns, dst, port, nbytes)
+                        cpu[rk] = nbytes * 8 / (time.process_time() - cpu0) / 1e6
+                        print(f"{rk}: {results[rk]:.1f} Mbit/s (vnet process CPU-bound "
+                              f"ceiling {cpu[rk]:.0f} Mbit/s)", flush=True)
+                gso = {k: v for k, v in host.stats.items() if "gso" in k or "offload" in k}
+                if gso:
+                    print(f"  host offload counters{tag}: {gso}", flush=True)
             finally:
                 att.close()
 
         if any(k in which for k in ("k2v4", "k2v6", "v2k4", "v2k6")):
-            run(amain)
+            for opts in variants:
+                tag = "+hdr" if "vnet_hdr=1" in opts else ""
+                run(lambda rt, opts=opts, tag=tag: amain(rt, opts, tag))
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
     if "switch" in which:
@@ -267,16 +281,20 @@ def main() -> int:
     else:
         print(f"x PyTCP: against the PyTCP reference {PYTCP_MBIT} Mbit/s (kernel -> PyTCP, "
               "IPv4, ../shared/facts/stack.md)")
+    if any(k.endswith("+hdr") for k in results):
+        print("+hdr: the TAP opened with vnet_hdr=1 (TSO/GSO offloads)")
     print(f"{'path':<34}{'Mbit/s':>10}{'PyTCP':>10}{'x PyTCP':>10}{'CPU ceil':>10}")
     names = {"k2v4": "kernel -> vnet, IPv4, TAP", "k2v6": "kernel -> vnet, IPv6, TAP",
              "v2k4": "vnet -> kernel, IPv4, TAP", "v2k6": "vnet -> kernel, IPv6, TAP",
              "switch": "vnet -> vnet over vnet switch"}
     for k, v in results.items():
         ceil = f"{cpu[k]:>10.0f}" if k in cpu else f"{'':>10}"
-        base = ref.get(k, PYTCP_MBIT if not ref else None)
-        pyt = f"{ref[k]:>10.2f}" if k in ref else f"{'':>10}"
+        kb = k.removesuffix("+hdr")
+        base = ref.get(kb, PYTCP_MBIT if not ref else None)
+        pyt = f"{ref[kb]:>10.2f}" if kb in ref else f"{'':>10}"
         times = f"{v / base:>10.1f}" if base else f"{'':>10}"
-        print(f"{names[k]:<34}{v:>10.1f}{pyt}{times}{ceil}")
+        label = names[kb] + (" +hdr" if k != kb else "")
+        print(f"{label:<34}{v:>10.1f}{pyt}{times}{ceil}")
     if "k2v4" in results and "k2v6" in results:
         print(f"IPv6/IPv4 ratio, kernel -> vnet: {results['k2v6'] / results['k2v4']:.3f}")
     if "v2k4" in results and "v2k6" in results:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import struct
 
+import pytest
+
 from vnet.link.link import Link
 from vnet.link.offload import PENDING
 from vnet.runtime.sim import SimRuntime
@@ -259,3 +261,31 @@ def test_gso_frame_not_for_us_is_cut_in_software() -> None:
     bad = vh.HDR.pack(vh.F_NEEDS_CSUM, vh.GSO_TCPV4, 54, 0, 34, 16, 0)
     TapLikeWire._deliver_offloaded(frame, bad, iface.port)
     assert b.stats["rx_offload_bad"] == 1
+
+
+@pytest.mark.parametrize("v6", [False, True])
+def test_unresolved_neighbour_gets_software_segments_then_tso_resumes(v6: bool) -> None:
+    """A TSO packet that would wait in the neighbour queue (where it loses its offload
+    mark) is cut in software at once; once the neighbour answers, TSO resumes."""
+    rt = SimRuntime(seed=8)
+    a, b, dst = _pair(rt, v6)
+    wire = TapLikeWire(rt, a, b)
+    _address(a, b, rt)
+    got = {"h": hashlib.sha256(), "n": 0}
+
+    def accept(conn) -> None:
+        conn.on_data = lambda d: (got["h"].update(d), got.__setitem__("n", got["n"] + len(d)))
+        conn.on_eof = conn.close
+
+    tcp_of(b).listen(9, accept)
+    conn = tcp_of(a).connect(dst, 9)
+    rt.run(until=rt.now() + 1)
+    assert conn.tso
+    a.del_neighbor("eth0", dst)
+    data = _data(1_500_000)
+    conn.send(data)
+    conn.shutdown()
+    rt.run(until=rt.now() + 60)
+    assert got["n"] == len(data) and got["h"].hexdigest() == hashlib.sha256(data).hexdigest()
+    assert a.stats["tx_gso_segmented"] >= 1 and a.stats["tx_gso"] > 0, a.stats
+    assert all(wire.plain_csum_ok) and all(wire.partial_ok)

@@ -443,6 +443,24 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
             return
         port.transmit(frame)
 
+    def _tso_software(self, pkt: bytes, mss: int, out: Callable[[bytes], bool]) -> bool:
+        """Finish a TSO packet here (MSS segments, full checksums) and pass each to `out`."""
+        frame = bytes(14) + pkt  # vh.segment works on frames; the Ethernet part is dropped
+        v4 = pkt[0] >> 4 == 4
+        l4 = 14 + (pkt[0] & 15) * 4 if v4 else 54
+        self.stats["tx_gso_segmented"] += 1
+        ok = [True]
+
+        def emit(f: bytes) -> None:
+            ok[0] = out(f[14:]) and ok[0]
+
+        try:
+            vh.segment(frame, vh.GSO_TCPV4 if v4 else vh.GSO_TCPV6, mss, l4, emit)
+        except WireError:
+            self.stats["tx_offload_bad"] += 1
+            return False
+        return ok[0]
+
     def _xmit_offload(self, iface: Interface, frame: bytes, mss: int) -> None:
         """A TCP packet with a partial checksum, maybe of several MSS (from `ip_send(tso=)`).
 

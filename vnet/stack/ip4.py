@@ -177,6 +177,10 @@ class IPv4Layer(AcdMixin, IgmpMember):
             pkt = ipv4.build(src, dst, proto, len(payload), ttl or DEFAULT_TTL,
                              self._next_ident4(), ipv4.FLAG_DF) + payload
             self.stats["ip4_tx"] += 1
+            nb = iface.neigh4.entries.get(nexthop)
+            if nb is None or nb.mac is None:
+                # it would wait in the neighbour queue and lose its mark: cut it now
+                return self._tso_software(pkt, tso, lambda p: self._l2_out4(iface, nexthop, p))
             self._tso_pkt = pkt
             self._tso_mss = tso
             try:

@@ -238,6 +238,10 @@ class IPv6Layer:
             # one packet of several MSS; _xmit writes it with a GSO header
             pkt = ipv6.build(src, dst, nh, total, hop_limit) + payload
             self.stats["ip6_tx"] += 1
+            nb = iface.neigh6.entries.get(nexthop) if nexthop[0] != 0xFF else None
+            if nb is None or nb.mac is None:
+                # it would wait in the neighbour queue and lose its mark: cut it now
+                return self._tso_software(pkt, tso, lambda p: self._l2_out6(iface, nexthop, p))
             self._tso_pkt = pkt
             self._tso_mss = tso
             try:
