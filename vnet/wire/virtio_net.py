@@ -73,6 +73,8 @@ def segment(frame: bytes, gso_type: int, gso_size: int, csum_start: int,
         raise WireError("GSO frame with a bad TCP header length")
     payload = memoryview(frame)[l4 + thl:]
     plen = len(payload)
+    if (l4 - l3) + thl + min(gso_size, plen) > 0xFFFF:
+        raise WireError(f"GSO segments of {gso_size} bytes do not fit an IP packet")
     head = bytearray(frame[: l4 + thl])
     seq = int.from_bytes(frame[l4 + 4:l4 + 8], "big")
     flags = frame[l4 + 13]
