@@ -11,7 +11,8 @@ sends are written with one `os.write`; a full queue (EAGAIN) counts a tx drop.
 caller's own namespace is untouched.
 
 `vnet_hdr=1` turns on IFF_VNET_HDR with TSO4/TSO6/CSUM offloads, so TCP moves
-64 KB frames through the switch unsegmented: see `vnet.phy.offload`.
+64 KB frames through the switch unsegmented, and a host stack (`vnet host`) takes
+the kernel's GSO frames whole and sends it TSO segments: see `vnet.phy.offload`.
 
 """
 
