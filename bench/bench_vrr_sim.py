@@ -1,7 +1,7 @@
 """VRR simulator at scale: scenarios x sizes, one process, one core.
 
     python bench/bench_vrr_sim.py --sizes 100,1000 --scenarios static,failures,churn,partition
-    python bench/bench_vrr_sim.py --sizes 10000 --scenarios static --settle 60
+    python bench/bench_vrr_sim.py --sizes 10000 --scenarios static --settle 28   # ~50 min
 
 Prints one row per run (delivery ratio, stretch against BFS shortest paths on the
 same graph, routing-table entries per node, control messages per node,
@@ -22,7 +22,7 @@ from vnet.vrr import sim  # noqa: E402
 
 COLS = ("scenario", "n", "degree", "converge_s", "delivery", "stretch", "rt_mean", "rt_max",
         "ctl_nonhello_per_node", "hello_per_node", "heal_s", "merge_s", "split_s",
-        "delivery_after", "delivery_churn", "sim_s", "events", "wall_s")
+        "delivery_after", "delivery_churn", "sim_s", "events", "frames", "wall_s")
 
 
 def main() -> int:
