@@ -4,6 +4,27 @@ Each prints one JSON line. Data is the vnet test pattern (bytes 0..250 repeated)
 both ends check it byte for byte without shipping it around.
 """
 
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+
+async def ns_python(ns, code: str, *args: str) -> asyncio.subprocess.Process:
+    """Run `python3 -c code args...` inside namespace `ns`, its output piped."""
+    return await asyncio.create_subprocess_exec(
+        "ip", "netns", "exec", ns.name, sys.executable, "-c", code, *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def json_result(proc: asyncio.subprocess.Process, timeout: float = 40) -> dict:
+    """The last JSON line a kernel-side program printed (it must exit 0)."""
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
+    assert proc.returncode == 0 and lines, (out.decode(), err.decode())
+    return json.loads(lines[-1])
+
 PATTERN_FN = '''
 P = bytes(range(251))
 def pattern(n, off=0):

@@ -98,19 +98,6 @@ def _csum_errors(ns) -> dict[str, int]:
     return {"InCsumErrors": row["InCsumErrors"], "InSegs": row["InSegs"]}
 
 
-async def _ns_py(ns, code: str, *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        "ip", "netns", "exec", ns.name, sys.executable, "-c", code, *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-
-
-async def _result(proc: asyncio.subprocess.Process, timeout: float = 40) -> dict:
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
-    assert proc.returncode == 0 and lines, (out.decode(), err.decode())
-    return json.loads(lines[-1])
-
-
 @pytest.mark.parametrize("fam", ["v4", "v6"])
 def test_gso_whole_and_tso_with_kernel(netns_factory, fam: str) -> None:
     need_tun()
@@ -152,9 +139,9 @@ def test_gso_whole_and_tso_with_kernel(netns_factory, fam: str) -> None:
                 conn.on_eof = eof
 
             lst = tcp_of(host).listen(7100, accept)
-            proc = await _ns_py(ns, K_SEND, vaddr, "7100", str(NBYTES))
+            proc = await kernel_peer.ns_python(ns, K_SEND, vaddr, "7100", str(NBYTES))
             await asyncio.wait_for(done, 40)
-            res["k_send"] = await _result(proc)
+            res["k_send"] = await kernel_peer.json_result(proc)
             lst.close()
             res["rx"] = {"n": rx["n"], "sha256": rx["h"].hexdigest(),
                          "segments": rx["conn"].rx_segments}
@@ -162,7 +149,7 @@ def test_gso_whole_and_tso_with_kernel(netns_factory, fam: str) -> None:
             csum0 = _csum_errors(ns)
 
             # 2. vnet -> kernel: TSO segments, cut by the kernel
-            proc = await _ns_py(ns, K_SINK, kaddr, "7101")
+            proc = await kernel_peer.ns_python(ns, K_SINK, kaddr, "7101")
             assert (await asyncio.wait_for(proc.stdout.readline(), 10)).startswith(b"ready")
             conn = tcp_of(host).connect(kaddr, 7101)
             view = memoryview(expected)
@@ -178,7 +165,7 @@ def test_gso_whole_and_tso_with_kernel(netns_factory, fam: str) -> None:
 
             conn.on_established = pump
             conn.on_writable = pump
-            res["k_sink"] = await _result(proc)
+            res["k_sink"] = await kernel_peer.json_result(proc)
             res["conn"] = conn.info()
             res["csum"] = (csum0, _csum_errors(ns))
 
@@ -191,8 +178,8 @@ def test_gso_whole_and_tso_with_kernel(netns_factory, fam: str) -> None:
                     self.t.sendto(d[::-1], a)
 
             t_srv, _ = await create_datagram_endpoint(host, Rev, local_port=7102)
-            proc = await _ns_py(ns, kernel_peer.UDP_CLIENT, vaddr, "7102")
-            res["udp"] = await _result(proc)
+            proc = await kernel_peer.ns_python(ns, kernel_peer.UDP_CLIENT, vaddr, "7102")
+            res["udp"] = await kernel_peer.json_result(proc)
             res["udp_stats"] = host.udp.stats()
             t_srv.close()
             res["stats"] = dict(host.stats)

@@ -28,19 +28,6 @@ V6_K, V6_V = "fd66::1", "fd66::2"
 NBYTES = 3_000_000
 
 
-async def _ns_py(ns, code: str, *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        "ip", "netns", "exec", ns.name, sys.executable, "-c", code, *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-
-
-async def _result(proc: asyncio.subprocess.Process, timeout: float = 40) -> dict:
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
-    assert proc.returncode == 0 and lines, (out.decode(), err.decode())
-    return json.loads(lines[-1])
-
-
 async def _setup(rt: AsyncioRuntime, ns) -> tuple[Host, object, str]:
     name = f"vt{uuid.uuid4().hex[:8]}"
     host = Host(rt, "vnet")
@@ -72,12 +59,12 @@ def test_tcp_and_udp_both_ways_with_kernel(netns_factory, fam: str) -> None:
                 writer.close()
 
             server = await start_server(host, echo, 7000)
-            proc = await _ns_py(ns, kernel_peer.TCP_CLIENT, vaddr, "7000", str(NBYTES))
-            res["k2v"] = await _result(proc)
+            proc = await kernel_peer.ns_python(ns, kernel_peer.TCP_CLIENT, vaddr, "7000", str(NBYTES))
+            res["k2v"] = await kernel_peer.json_result(proc)
             server.close()
 
             # 2. vnet client -> kernel echo server
-            proc = await _ns_py(ns, kernel_peer.TCP_ECHO_SERVER, kaddr, "7001")
+            proc = await kernel_peer.ns_python(ns, kernel_peer.TCP_ECHO_SERVER, kaddr, "7001")
             assert (await asyncio.wait_for(proc.stdout.readline(), 10)).startswith(b"ready")
             reader, writer = await open_connection(host, kaddr, 7001)
             data = kernel_peer_pattern(NBYTES)
@@ -95,7 +82,7 @@ def test_tcp_and_udp_both_ways_with_kernel(netns_factory, fam: str) -> None:
             if echoed != data:
                 c = writer.get_extra_info("connection")
                 res["v2k_echo_diff"] = str((len(echoed), c.info()))
-            res["v2k"] = await _result(proc)
+            res["v2k"] = await kernel_peer.json_result(proc)
 
             # 3. UDP: kernel client -> vnet (reversing) echo; vnet client -> kernel echo
             class Rev(asyncio.DatagramProtocol):
@@ -106,11 +93,11 @@ def test_tcp_and_udp_both_ways_with_kernel(netns_factory, fam: str) -> None:
                     self.t.sendto(d[::-1], a)
 
             t_srv, _ = await create_datagram_endpoint(host, Rev, local_port=7002)
-            proc = await _ns_py(ns, kernel_peer.UDP_CLIENT, vaddr, "7002")
-            res["udp_k2v"] = await _result(proc)
+            proc = await kernel_peer.ns_python(ns, kernel_peer.UDP_CLIENT, vaddr, "7002")
+            res["udp_k2v"] = await kernel_peer.json_result(proc)
             t_srv.close()
 
-            proc = await _ns_py(ns, kernel_peer.UDP_ECHO_SERVER, kaddr, "7003")
+            proc = await kernel_peer.ns_python(ns, kernel_peer.UDP_ECHO_SERVER, kaddr, "7003")
             assert (await asyncio.wait_for(proc.stdout.readline(), 10)).startswith(b"ready")
             got: asyncio.Queue = asyncio.Queue()
 
@@ -121,7 +108,7 @@ def test_tcp_and_udp_both_ways_with_kernel(netns_factory, fam: str) -> None:
             t_cli, _ = await create_datagram_endpoint(host, Cli, remote_addr=(kaddr, 7003))
             t_cli.sendto(b"hello kernel")
             res["udp_v2k_reply"] = await asyncio.wait_for(got.get(), 5)
-            res["udp_v2k"] = await _result(proc)
+            res["udp_v2k"] = await kernel_peer.json_result(proc)
             t_cli.close()
             res["tcp_stats"] = host.tcp.stats()
         finally:
@@ -165,13 +152,13 @@ def test_syn_flood_from_kernel_side_leaves_service_working(netns_factory) -> Non
 
             server = await start_server(host, echo, 7000, backlog=32)
             mac = host.iface("eth0").mac.hex()
-            big = await _ns_py(ns, kernel_peer.TCP_CLIENT, V4_V, "7000", "8000000")
+            big = await kernel_peer.ns_python(ns, kernel_peer.TCP_CLIENT, V4_V, "7000", "8000000")
             await asyncio.sleep(0.3)  # the big transfer is under way
-            flood = await _ns_py(ns, kernel_peer.SYN_FLOOD, name, mac, V4_V, "7000", "5000")
-            res["flood"] = await _result(flood, 60)
-            during = await _ns_py(ns, kernel_peer.TCP_CLIENT, V4_V, "7000", "100000")
-            res["during"] = await _result(during)
-            res["big"] = await _result(big, 60)
+            flood = await kernel_peer.ns_python(ns, kernel_peer.SYN_FLOOD, name, mac, V4_V, "7000", "5000")
+            res["flood"] = await kernel_peer.json_result(flood, 60)
+            during = await kernel_peer.ns_python(ns, kernel_peer.TCP_CLIENT, V4_V, "7000", "100000")
+            res["during"] = await kernel_peer.json_result(during)
+            res["big"] = await kernel_peer.json_result(big, 60)
             lst = host.tcp.listeners[7000]
             res["listener"] = lst.info()
             res["conns"] = len(host.tcp.conns)
