@@ -18,6 +18,16 @@ async def ns_python(ns, code: str, *args: str) -> asyncio.subprocess.Process:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
 
+class UdpReverser(asyncio.DatagramProtocol):
+    """The vnet side for UDP_CLIENT: answers each datagram with its bytes reversed."""
+
+    def connection_made(self, transport) -> None:
+        self.t = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.t.sendto(data[::-1], addr)
+
+
 async def json_result(proc: asyncio.subprocess.Process, timeout: float = 40) -> dict:
     """The last JSON line a kernel-side program printed (it must exit 0)."""
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -30,6 +40,18 @@ P = bytes(range(251))
 def pattern(n, off=0):
     s = off % 251
     return (P * ((s + n) // 251 + 1))[s:s + n]
+'''
+
+# the start of every kernel TCP server here: listen on ADDR PORT (argv 1, 2), say "ready"
+LISTEN_ONE = '''
+import json, socket, sys
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+ls = socket.socket(fam, socket.SOCK_STREAM)
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind((sys.argv[1], int(sys.argv[2])))
+ls.listen(1)
+print("ready", flush=True)
+ls.settimeout(30)
 '''
 
 # kernel client -> vnet echo server: send N pattern bytes, half-close, read the echo
@@ -58,15 +80,7 @@ print(json.dumps({"sent": n, "received": len(got), "equal": bytes(got) == data, 
 
 # kernel server for vnet clients: accept one connection, echo everything, close at EOF;
 # prints how much came and whether it was the pattern
-TCP_ECHO_SERVER = PATTERN_FN + '''
-import json, socket, sys
-fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
-ls = socket.socket(fam, socket.SOCK_STREAM)
-ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind((sys.argv[1], int(sys.argv[2])))
-ls.listen(1)
-print("ready", flush=True)
-ls.settimeout(30)
+TCP_ECHO_SERVER = PATTERN_FN + LISTEN_ONE + '''
 c, peer = ls.accept()
 c.settimeout(30)
 n = 0

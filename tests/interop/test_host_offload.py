@@ -60,15 +60,8 @@ s.recv(1)
 print(json.dumps({"sent": n, "sha256": hashlib.sha256(d).hexdigest()}))
 '''
 
-K_SINK = '''
-import hashlib, json, socket, sys
-fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
-ls = socket.socket(fam, socket.SOCK_STREAM)
-ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind((sys.argv[1], int(sys.argv[2])))
-ls.listen(1)
-print("ready", flush=True)
-ls.settimeout(30)
+K_SINK = kernel_peer.LISTEN_ONE + '''
+import hashlib
 c, _ = ls.accept()
 c.settimeout(30)
 h = hashlib.sha256()
@@ -170,14 +163,8 @@ def test_gso_whole_and_tso_with_kernel(netns_factory, fam: str) -> None:
             res["csum"] = (csum0, _csum_errors(ns))
 
             # 3. UDP from the kernel comes with a partial checksum: finished in software
-            class Rev(asyncio.DatagramProtocol):
-                def connection_made(self, t):
-                    self.t = t
-
-                def datagram_received(self, d, a):
-                    self.t.sendto(d[::-1], a)
-
-            t_srv, _ = await create_datagram_endpoint(host, Rev, local_port=7102)
+            t_srv, _ = await create_datagram_endpoint(host, kernel_peer.UdpReverser,
+                                                     local_port=7102)
             proc = await kernel_peer.ns_python(ns, kernel_peer.UDP_CLIENT, vaddr, "7102")
             res["udp"] = await kernel_peer.json_result(proc)
             res["udp_stats"] = host.udp.stats()

@@ -85,14 +85,8 @@ def test_tcp_and_udp_both_ways_with_kernel(netns_factory, fam: str) -> None:
             res["v2k"] = await kernel_peer.json_result(proc)
 
             # 3. UDP: kernel client -> vnet (reversing) echo; vnet client -> kernel echo
-            class Rev(asyncio.DatagramProtocol):
-                def connection_made(self, t):
-                    self.t = t
-
-                def datagram_received(self, d, a):
-                    self.t.sendto(d[::-1], a)
-
-            t_srv, _ = await create_datagram_endpoint(host, Rev, local_port=7002)
+            t_srv, _ = await create_datagram_endpoint(host, kernel_peer.UdpReverser,
+                                                     local_port=7002)
             proc = await kernel_peer.ns_python(ns, kernel_peer.UDP_CLIENT, vaddr, "7002")
             res["udp_k2v"] = await kernel_peer.json_result(proc)
             t_srv.close()
