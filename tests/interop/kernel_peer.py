@@ -7,8 +7,14 @@ both ends check it byte for byte without shipping it around.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 
 async def ns_python(ns, code: str, *args: str) -> asyncio.subprocess.Process:
@@ -16,6 +22,39 @@ async def ns_python(ns, code: str, *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         "ip", "netns", "exec", ns.name, sys.executable, "-c", code, *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+@contextlib.contextmanager
+def vnet_host(ctl: str, *args: str) -> Iterator[Callable[..., tuple[int, Any]]]:
+    """A `vnet host ... --ctl CTL` daemon for the block's duration; yields `vctl(*words)`,
+    which runs `vnet ctl --json CTL words...` and returns (exit status, JSON or text)."""
+    host = subprocess.Popen([sys.executable, "-m", "vnet", "host", *args, "--ctl", ctl],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def vctl(*words: str) -> tuple[int, Any]:
+        r = subprocess.run([sys.executable, "-m", "vnet", "ctl", "--json", ctl, *words],
+                           capture_output=True, text=True, timeout=60)
+        try:
+            return r.returncode, json.loads(r.stdout)
+        except ValueError:
+            return r.returncode, r.stdout + r.stderr
+
+    try:
+        for _ in range(100):
+            if os.path.exists(ctl):
+                break
+            time.sleep(0.1)
+        yield vctl
+    finally:
+        subprocess.run([sys.executable, "-m", "vnet", "ctl", ctl, "shutdown"],
+                       capture_output=True, timeout=10)
+        try:
+            host.wait(10)
+        except subprocess.TimeoutExpired:
+            host.kill()
+            host.wait()
+        if host.stdout:
+            host.stdout.close()
 
 
 class UdpReverser(asyncio.DatagramProtocol):

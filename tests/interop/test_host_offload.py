@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import subprocess
 import sys
-import time
 import uuid
 
 import pytest
@@ -206,34 +204,13 @@ def test_cli_host_with_offload_tap(netns_factory, tmp_path) -> None:
     ns = netns_factory("vgcli")
     name = f"vo{uuid.uuid4().hex[:8]}"
     ctl = str(tmp_path / "h.ctl")
-    host = subprocess.Popen([sys.executable, "-m", "vnet", "host", "--attach",
-                             f"tap://{name}?netns={ns.name}&vnet_hdr=1", "--addr", f"{V4_V}/24",
-                             "--no-dhcp", "--ctl", ctl],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    def vctl(*words: str) -> dict:
-        r = subprocess.run([sys.executable, "-m", "vnet", "ctl", "--json", ctl, *words],
-                           capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stdout + r.stderr
-        return json.loads(r.stdout)
-
-    try:
-        for _ in range(100):
-            if (tmp_path / "h.ctl").exists():
-                break
-            time.sleep(0.1)
+    with kernel_peer.vnet_host(ctl, "--attach", f"tap://{name}?netns={ns.name}&vnet_hdr=1",
+                               "--addr", f"{V4_V}/24", "--no-dhcp") as vctl:
         ns.run("ip", "addr", "add", f"{V4_K}/24", "dev", name)
-        vctl("tcp", "listen", "5001", "echo")
+        assert vctl("tcp", "listen", "5001", "echo")[0] == 0
         r = ns.run(sys.executable, "-c", kernel_peer.TCP_CLIENT, V4_V, "5001", "3000000")
         k2v = json.loads(r.stdout.splitlines()[-1])
-        stats = vctl("stats")
-    finally:
-        subprocess.run([sys.executable, "-m", "vnet", "ctl", ctl, "shutdown"],
-                       capture_output=True, timeout=10)
-        try:
-            host.wait(10)
-        except subprocess.TimeoutExpired:
-            host.kill()
-            host.wait()
+        rc, stats = vctl("stats")
+        assert rc == 0, stats
     assert k2v["equal"] and k2v["received"] == 3_000_000, k2v
     assert stats["rx_gso_whole"] > 0 and stats["tx_gso"] > 0, stats

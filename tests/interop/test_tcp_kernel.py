@@ -179,24 +179,9 @@ def test_vnet_host_cli_tcp_commands_with_kernel(netns_factory, tmp_path) -> None
     ns = netns_factory("vcli")
     name = f"vt{uuid.uuid4().hex[:8]}"
     ctl = str(tmp_path / "h.ctl")
-    host = subprocess.Popen([sys.executable, "-m", "vnet", "host", "--attach",
-                             f"tap://{name}?netns={ns.name}", "--addr", f"{V4_V}/24",
-                             "--addr", f"{V6_V}/64", "--no-dhcp", "--ctl", ctl],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    def vctl(*words: str) -> tuple[int, dict | str]:
-        r = subprocess.run([sys.executable, "-m", "vnet", "ctl", "--json", ctl, *words],
-                           capture_output=True, text=True, timeout=60)
-        try:
-            return r.returncode, json.loads(r.stdout)
-        except ValueError:
-            return r.returncode, r.stdout + r.stderr
-
-    try:
-        for _ in range(100):
-            if (tmp_path / "h.ctl").exists():
-                break
-            time.sleep(0.1)
+    with kernel_peer.vnet_host(ctl, "--attach", f"tap://{name}?netns={ns.name}",
+                               "--addr", f"{V4_V}/24", "--addr", f"{V6_V}/64",
+                               "--no-dhcp") as vctl:
         ns.run("ip", "addr", "add", f"{V4_K}/24", "dev", name)
         ns.run("ip", "-6", "addr", "add", f"{V6_K}/64", "dev", name, "nodad")
         time.sleep(1.5)  # DAD on the vnet side
@@ -211,14 +196,6 @@ def test_vnet_host_cli_tcp_commands_with_kernel(netns_factory, tmp_path) -> None
         kside = json.loads(srv.communicate(timeout=30)[0].splitlines()[-1])
         rc_refused, refused = vctl("tcp", "connect", V4_K, "5999", "10")
         _, stat = vctl("tcp", "stat")
-    finally:
-        subprocess.run([sys.executable, "-m", "vnet", "ctl", ctl, "shutdown"],
-                       capture_output=True, timeout=10)
-        try:
-            host.wait(10)
-        except subprocess.TimeoutExpired:
-            host.kill()
-            host.wait()
     assert k2v["equal"] and k2v["received"] == 2_000_000
     assert rc == 0 and v2k["ok"] and v2k["received"] == 3_000_000, v2k
     assert v2k["received_pattern_ok"] and v2k["goodput_mbit"] > 0
