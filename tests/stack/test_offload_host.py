@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -121,8 +122,9 @@ def _address(a: Host, b: Host, rt: SimRuntime) -> None:
     rt.run(until=rt.now() + 3)  # DAD
 
 
-def _transfer(rt: SimRuntime, a: Host, b: Host, dst: str, data: bytes) -> tuple[object, dict]:
-    got = {"h": hashlib.sha256(), "n": 0, "conn": None}
+def _hashing_sink() -> tuple[dict, Callable[[object], None]]:
+    """An accept callback whose connections hash what they receive into `got`."""
+    got: dict = {"h": hashlib.sha256(), "n": 0, "conn": None}
 
     def accept(conn) -> None:
         got["conn"] = conn
@@ -134,6 +136,11 @@ def _transfer(rt: SimRuntime, a: Host, b: Host, dst: str, data: bytes) -> tuple[
         conn.on_data = on_data
         conn.on_eof = conn.close
 
+    return got, accept
+
+
+def _transfer(rt: SimRuntime, a: Host, b: Host, dst: str, data: bytes) -> tuple[object, dict]:
+    got, accept = _hashing_sink()
     tcp_of(b).listen(9, accept)
     conn = tcp_of(a).connect(dst, 9)
     view = memoryview(data)
@@ -231,12 +238,7 @@ def test_offload_lost_midway_falls_back_to_software_segmentation() -> None:
         wire._carry(frame, b.ifaces[0].port)
 
     data = _data(1_000_000)
-    got = {"h": hashlib.sha256(), "n": 0}
-
-    def accept(conn) -> None:
-        conn.on_data = lambda d: (got["h"].update(d), got.__setitem__("n", got["n"] + len(d)))
-        conn.on_eof = conn.close
-
+    got, accept = _hashing_sink()
     tcp_of(b).listen(9, accept)
     conn = tcp_of(a).connect(dst, 9)
     rt.run(until=rt.now() + 1)
@@ -279,12 +281,7 @@ def test_unresolved_neighbour_gets_software_segments_then_tso_resumes(v6: bool) 
     a, b, dst = _pair(rt, v6)
     wire = TapLikeWire(rt, a, b)
     _address(a, b, rt)
-    got = {"h": hashlib.sha256(), "n": 0}
-
-    def accept(conn) -> None:
-        conn.on_data = lambda d: (got["h"].update(d), got.__setitem__("n", got["n"] + len(d)))
-        conn.on_eof = conn.close
-
+    got, accept = _hashing_sink()
     tcp_of(b).listen(9, accept)
     conn = tcp_of(a).connect(dst, 9)
     rt.run(until=rt.now() + 1)
