@@ -254,13 +254,9 @@ class Host(IPv4Layer, IPv6Layer, AddrConf, MldListener):
             s = pk.get(src)
             if s is None:
                 s = pk[src] = src.packed
-        if tso:
-            if dst.version == 4:
-                return self._send4(d, proto, payload, s, hop_limit, tso=tso)
-            return self._send6(d, proto, payload, s, hop_limit, dst.scope_id, tso=tso)
         if dst.version == 4:
-            return self._send4(d, proto, payload, s, hop_limit)
-        return self._send6(d, proto, payload, s, hop_limit, dst.scope_id)
+            return self._send4(d, proto, payload, s, hop_limit, tso=tso)
+        return self._send6(d, proto, payload, s, hop_limit, dst.scope_id, tso=tso)
 
     def tso_ok(self, dst: Any) -> bool:
         """True when TCP to `dst` may hand `ip_send` segments of several MSS with a partial
