@@ -89,6 +89,7 @@ class VxlanAttachment:
         self.ageing = ageing
         self.fdb: dict[bytes, list] = {}
         self.tx_learned = 0  # unicast frames sent to a learned VTEP instead of REMOTE
+        self._tick = rt.now()  # clock as of the last receive wake-up: ageing needs no more
         self.fdb_evicted = 0
         port.attach(self._send_raw if raw is not None else self._send_udp)
         rt.loop.add_reader(sock.fileno(), self._readable_learning if learning else self._readable)
@@ -123,7 +124,7 @@ class VxlanAttachment:
         deliver = self.port.deliver
         hdr = self._hdr
         fdb = self.fdb
-        now = self.rt.now()
+        now = self._tick = self.rt.now()
         for _ in range(READ_BUDGET):
             try:
                 pkt, addr = recvfrom(READ_SIZE)
@@ -160,7 +161,7 @@ class VxlanAttachment:
         e = self.fdb.get(frame[0:6])
         if e is None:
             return None
-        if self.rt.now() - e[2] > self.ageing:
+        if self._tick - e[2] > self.ageing:
             del self.fdb[frame[0:6]]
             return None
         self.tx_learned += 1
