@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from vnet.link.port import Port
 from vnet.runtime.base import Runtime, Timer
@@ -75,6 +76,13 @@ class Config:
     req_backoff: float = 1.0  # ext: seconds before the same setup_req may be sent again
     probe_hellos: float = 10.0  # ext: ring probe (setup_req to own id) period; 0 = off
     rep_hellos: float = 6.0  # representative validity, in intervals
+    # ext: while unsure, a round runs every 2 intervals; these thin it out (measured at
+    # N = 1000-3000, results-vrr.md): most vset exchanges with members teach nothing
+    refresh_span: int = 1  # vset members per side to exchange vsets with in a round
+    refresh_every: int = 4  # exchange vsets every this many rounds
+    probe_every: int = 2  # probe (setup_req to our own id) every this many rounds
+    hints: bool = True  # answers also list the responder's candidates near the requester
+    repcheck_unsure: bool = True  # send the ring check while our vset is still unsure
 
 
 class Nbr:
@@ -152,6 +160,7 @@ class VrrNode:
         self._cand_seen = 0.0
         self._probe_gap = 0.0
         self._probe_vset: frozenset[int] = frozenset()
+        self._round = 0
         self._unsure = True  # ext: the last vset exchange showed an inconsistency
         self.rep_parent: int | None = None  # neighbour we heard the current rep from
         self._last_merge = -1e9
@@ -167,14 +176,9 @@ class VrrNode:
         self.on_vset_change: Callable[[set[int], set[int]], None] | None = None
         for i, p in enumerate(ports):
             p.owner = self
-            p.receive = self._make_rx(i)
+            p.receive = partial(self.receive, i)  # no Python frame per received frame
 
     # ------------------------------------------------------------------ lifecycle
-    def _make_rx(self, i: int) -> Callable[[bytes], None]:
-        def rx(frame: bytes) -> None:
-            self.receive(i, frame)
-        return rx
-
     def start(self) -> None:
         self.running = True
         self._started = self.rt.now()
@@ -213,6 +217,22 @@ class VrrNode:
         c = self._cand
         n = len(c)
         i = bisect.bisect_left(c, key)
+        if skip is None and n > 2:
+            # hot path: the best candidate is one of the two around the insertion point
+            # (or the next one out when that one is excluded)
+            a = c[i % n]
+            if a == exclude:
+                a = c[(i + 1) % n]
+            b = c[i - 1]
+            if b == exclude:
+                b = c[i - 2]
+            da = (a - key) % M
+            db = (key - b) % M  # b is counter-clockwise of key: distance going back
+            da2 = da if da <= HALF else M - da
+            db2 = db if db <= HALF else M - db
+            if da2 != db2:
+                return a if da2 < db2 else b
+            return a if da <= (b - key) % M else b
         best = -1
         # the closest candidate on each side is next to the insertion point; walk
         # outwards past excluded ids (at most len(skip) + 1 of them per side)
@@ -333,7 +353,7 @@ class VrrNode:
                 if typ == W.SETUP_REQ:
                     self._rx_setup_req(frame, flags, hl - 1, length, dst, origin, proxy, vset, hop)
                 elif typ == W.SETUP:
-                    self._rx_setup(origin, dst, pid, proxy, vset or [], hop, hl - 1)
+                    self._rx_setup(origin, dst, pid, proxy, vset or [], hop, hl - 1, frame, length)
                 else:
                     self._rx_setup_fail(frame, flags, hl - 1, length, origin, dst, proxy,
                                         vset or [], hop)
@@ -393,9 +413,12 @@ class VrrNode:
                 self._unsure = vs != self._probe_vset
                 self._probe_vset = vs
                 self._last_probe = now
-                self._probe()
-                self._refresh()
-                if self.rep and self.rep != self.addr:
+                self._round += 1
+                if len(self.vset) < cfg.r or self._round % cfg.probe_every == 0:
+                    self._probe()
+                if self._round % cfg.refresh_every == 0:
+                    self._refresh()
+                if self.rep and self.rep != self.addr and (cfg.repcheck_unsure or not unsure):
                     # ext: route a check to the representative's id; if it ends anywhere
                     # but the rep, the ring winds more than once (or is split): merge
                     self.send_data(self.rep, W.NH_REPCHECK, b"")
@@ -716,7 +739,8 @@ class VrrNode:
         # ext: exchange vsets with each vset member along the existing path (a setup_req
         # that the member answers with setup_fail + its vset): neighbours introduce their
         # neighbours to each other, which repairs rings that formed with gaps
-        for v in sorted(self.vset):
+        cw, ccw = self.ring_neighbours()
+        for v in sorted(set(cw[:self.cfg.refresh_span]) | set(ccw[:self.cfg.refresh_span])):
             first = self.next_hop(v)
             if first is not None:
                 self._send_setup_req(v, first, force=True)
@@ -759,6 +783,8 @@ class VrrNode:
         old = self._vlist()
         if src == self.addr:
             return
+        if self.cfg.hints:
+            old += self._hints(src, old, vset2)
         if src in self.vset and self._has_path_to(src) and vset2 is not None \
                 and self.addr not in vset2:
             # ext: the requester does not count us in its vset, yet we hold a path to it:
@@ -775,6 +801,32 @@ class VrrNode:
         else:
             self._rx_setup_fail(None, 0, self.cfg.hop_limit, 0, self.addr, src, proxy, old, None)
 
+    def _hints(self, key: int, known: list[int], known2: list[int] | None) -> list[int]:
+        """ext: up to r/2 candidates on each side of `key` that the answer does not list yet.
+
+        A responder's vset says who is near the responder; these say who it knows near the
+        requester, so a requester whose ring neighbours are wrong learns better ones in one
+        round trip instead of walking towards them one vset at a time.
+        """
+        c = self._cand
+        n = len(c)
+        h = self.cfg.r // 2
+        out: list[int] = []
+        i = bisect.bisect_left(c, key)
+        for step in (1, -1):
+            got = 0
+            k = i if step == 1 else i - 1
+            for _ in range(min(n, 4 * h + 8)):
+                a = c[k % n]
+                k += step
+                if a == key or a == self.addr or a in known or (known2 and a in known2) or a in out:
+                    continue
+                out.append(a)
+                got += 1
+                if got == h:
+                    break
+        return out
+
     def _setup_nh(self, dst: int, proxy: int) -> int | None:
         if dst == self.addr:
             return None
@@ -789,7 +841,8 @@ class VrrNode:
         return n
 
     def _rx_setup(self, src: int, dst: int, pid: int, proxy: int, vset2: list[int],
-                  sender: int | None, hl: int) -> None:
+                  sender: int | None, hl: int, frame: bytes | None = None,
+                  length: int = 0) -> None:
         nh = self._setup_nh(dst, proxy)
         ok = self._rt_add(Route(src, dst, sender, nh, pid))
         if not ok:
@@ -804,7 +857,10 @@ class VrrNode:
             return
         if nh is not None:
             self.stats["setup_tx"] += 1
-            if not self._send_to(nh, W.SETUP, 0, hl, 0, dst, src, W.path_body(proxy, pid, vset2)):
+            # a received setup goes on with its body as it came (no re-encoding per hop)
+            if not (self._forward(frame, nh, W.SETUP, 0, hl, length, 0, dst, src)
+                    if frame is not None else
+                    self._send_to(nh, W.SETUP, 0, hl, 0, dst, src, W.path_body(proxy, pid, vset2))):
                 # the next hop is gone: tear the half-built path down as a failure, so
                 # the responder does not keep a vset member whose path ends nowhere
                 self._teardown_path(pid, src, nh)
@@ -822,7 +878,10 @@ class VrrNode:
         nh = self._setup_nh(dst, proxy)
         if nh is not None:
             self.stats["setup_fail_tx"] += 1
-            self._send_to(nh, W.SETUP_FAIL, 0, hl, 0, dst, src, W.path_body(proxy, 0, vset2))
+            if frame is not None:
+                self._forward(frame, nh, W.SETUP_FAIL, 0, hl, length, 0, dst, src)
+            else:
+                self._send_to(nh, W.SETUP_FAIL, 0, hl, 0, dst, src, W.path_body(proxy, 0, vset2))
         elif dst == self.addr:
             if src in self.vset and self.addr not in vset2:
                 self._unsure = True  # a member that does not count us: check again soon

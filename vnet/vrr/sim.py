@@ -140,7 +140,7 @@ class Medium:
         if frame[0] & 1:
             j = -1
         else:
-            j = self.index.get(frame[0:6], -2)
+            j = self.index.get(frame[:6], -2)
             if j < 0 or j not in self.g[i]:
                 return
         slot = int(self.rt.now() / self.delay) + 2
@@ -152,15 +152,20 @@ class Medium:
     def _drain(self, slot: int) -> None:
         q = self._q
         ports = self.ports
+        alive = self.alive
+        g = self.g
+        # the common case (no cut links, no loss) skips the per-reception checks
+        plain = not self.down and not self.loss
+        ok = self._ok
         while q and q[0][0] <= slot:
             _, i, j, frame = q.popleft()
             if j < 0:
-                for k in self.g[i]:
-                    if self._ok(i, k):
+                for k in g[i]:
+                    if (k in alive) if plain else ok(i, k):
                         p = ports[k]
                         if p is not None:
                             p.receive(frame)
-            elif self._ok(i, j):
+            elif (j in alive) if plain else ok(i, j):
                 p = ports[j]
                 if p is not None:
                     p.receive(frame)

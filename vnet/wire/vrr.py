@@ -68,6 +68,7 @@ NH_REPCHECK = 0x0001  # data routed to the representative's id to check the ring
 
 HDR = struct.Struct("!IBBBBHHIHIHIHIH")
 ETH = struct.Struct("!6s6sH")
+FRAME_HDR = struct.Struct("!6s6sHIBBBBHHIHIHIHIH")  # ETH + HDR in one pack (hot path)
 HELLO_BODY = struct.Struct("!IHIHI")  # hello_seq, rep_id(hi,lo), n_neigh, rep_seq
 ENTRY = struct.Struct("!HIBB")  # neighbour id (hi,lo), state, quality
 PATH_BODY = struct.Struct("!HIHII")  # addr(hi,lo), n_vset, pid, aux
@@ -136,8 +137,9 @@ def build(eth_dst: bytes, eth_src: bytes, typ: int, flags: int, hop_limit: int, 
     length = HDR_LEN + len(body)
     if length > MAX_LENGTH:
         raise WireError(f"VRR message of {length} bytes exceeds {MAX_LENGTH}")
-    return (ETH.pack(eth_dst, eth_src, ETHERTYPE_VRR)
-            + header(typ, flags, hop_limit, length, nh, seq, dst, origin, hop_src) + body)
+    return FRAME_HDR.pack(eth_dst, eth_src, ETHERTYPE_VRR, DEMUX, VERSION, typ, flags, hop_limit,
+                          length, nh, seq & 0xFFFFFFFF, dst >> 32, dst & 0xFFFFFFFF, origin >> 32,
+                          origin & 0xFFFFFFFF, hop_src >> 32, hop_src & 0xFFFFFFFF, 0) + body
 
 
 # ---- hello ----
