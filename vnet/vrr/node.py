@@ -346,14 +346,17 @@ class VrrNode:
                 ea, pid, vset = W.parse_path(frame, length)
                 self._rx_teardown(ea, pid, vset, hop)
             else:
-                proxy, pid, vset = W.parse_path(frame, length)
+                # the list is decoded only where it is used (at the ends of the message's
+                # trip, or for a request's skip set), not at every hop
+                proxy, pid, nv = W.parse_path_head(frame, length)
+                vset = W.path_vset(frame, nv) if typ == W.SETUP_REQ and dst == origin else None
                 if hl == 0:
                     st["hop_limit_drops"] += 1
                     return
                 if typ == W.SETUP_REQ:
                     self._rx_setup_req(frame, flags, hl - 1, length, dst, origin, proxy, vset, hop)
                 elif typ == W.SETUP:
-                    self._rx_setup(origin, dst, pid, proxy, vset or [], hop, hl - 1, frame, length)
+                    self._rx_setup(origin, dst, pid, proxy, [], hop, hl - 1, frame, length)
                 else:
                     self._rx_setup_fail(frame, flags, hl - 1, length, origin, dst, proxy,
                                         vset or [], hop)
@@ -783,6 +786,8 @@ class VrrNode:
         old = self._vlist()
         if src == self.addr:
             return
+        if vset2 is None and frame is not None:
+            vset2 = W.parse_path(frame, length)[2]
         if self.cfg.hints:
             old += self._hints(src, old, vset2)
         if src in self.vset and self._has_path_to(src) and vset2 is not None \
@@ -865,6 +870,8 @@ class VrrNode:
                 # the responder does not keep a vset member whose path ends nowhere
                 self._teardown_path(pid, src, nh)
         elif dst == self.addr:
+            if frame is not None:
+                vset2 = W.parse_path(frame, length)[2] or []
             if self._add(src, vset2):
                 if not self.active:
                     self.active = True
@@ -883,6 +890,8 @@ class VrrNode:
             else:
                 self._send_to(nh, W.SETUP_FAIL, 0, hl, 0, dst, src, W.path_body(proxy, 0, vset2))
         elif dst == self.addr:
+            if frame is not None:
+                vset2 = W.parse_path(frame, length)[2] or []
             if src in self.vset and self.addr not in vset2:
                 self._unsure = True  # a member that does not count us: check again soon
             self._add(None, [*vset2, src])

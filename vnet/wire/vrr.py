@@ -192,20 +192,31 @@ def path_body(addr: int, pid: int, vset: list[int] | None, aux: int = 0) -> byte
     return head + b"".join(VENTRY.pack(v >> 32, v & 0xFFFFFFFF, 0) for v in vset)
 
 
-def parse_path(frame: bytes, length: int) -> tuple[int, int, list[int] | None]:
-    """Returns (addr, pid, vset or None)."""
+def parse_path_head(frame: bytes, length: int) -> tuple[int, int, int]:
+    """Check a path message's length; returns (addr, pid, n_vset or NO_VSET), list unparsed."""
     if length < HDR_LEN + PATH_BODY.size:
         raise WireError("path message body truncated")
     ah, al, n, pid, _aux = PATH_BODY.unpack_from(frame, OFF)
     if n == NO_VSET:
         if length != HDR_LEN + PATH_BODY.size:
             raise WireError("path message without vset has trailing bytes")
-        return (ah << 32) | al, pid, None
-    if HDR_LEN + PATH_BODY.size + n * VENTRY.size != length:
+    elif HDR_LEN + PATH_BODY.size + n * VENTRY.size != length:
         raise WireError(f"path message with {n} vset entries does not fit length {length}")
+    return (ah << 32) | al, pid, n
+
+
+def path_vset(frame: bytes, n: int) -> list[int] | None:
+    """The vset list of a path message checked by parse_path_head (None when absent)."""
+    if n == NO_VSET:
+        return None
     start = OFF + PATH_BODY.size
-    vset = [(h << 32) | lo for h, lo, _ in VENTRY.iter_unpack(frame[start:start + n * VENTRY.size])]
-    return (ah << 32) | al, pid, vset
+    return [(h << 32) | lo for h, lo, _ in VENTRY.iter_unpack(frame[start:start + n * VENTRY.size])]
+
+
+def parse_path(frame: bytes, length: int) -> tuple[int, int, list[int] | None]:
+    """Returns (addr, pid, vset or None)."""
+    addr, pid, n = parse_path_head(frame, length)
+    return addr, pid, path_vset(frame, n)
 
 
 # ---- DHT ----
