@@ -83,6 +83,7 @@ class Config:
     probe_every: int = 2  # probe (setup_req to our own id) every this many rounds
     hints: bool = True  # answers also list the responder's candidates near the requester
     repcheck_unsure: bool = True  # send the ring check while our vset is still unsure
+    referrals: bool = True  # pass a request on to hints that belong in the requester's vset
 
 
 class Nbr:
@@ -122,7 +123,7 @@ STAT_NAMES = (
     "rx_unauth", "rx_decrypt_fail", "hop_limit_drops", "no_route", "rt_full", "pset_full",
     "loops", "hello_tx", "setup_req_tx", "setup_tx", "setup_fail_tx", "teardown_tx",
     "data_tx", "data_fwd", "data_rx", "dht_tx", "joins", "self_activations", "repairs",
-    "tx_ctl", "rate_limited",
+    "tx_ctl", "rate_limited", "referrals",
 )
 
 
@@ -151,6 +152,7 @@ class VrrNode:
         self._hello_seq = 0
         self._seal_ctr = rt.rng.randrange(0, 1 << 32)
         self._req_sent: dict[int, float] = {}
+        self._referred: dict[int, float] = {}  # requester -> when we last referred it
         self._replay = ReplayWindow(self.cfg.max_pset * 2)
         self.rep = 0  # current representative (0 = none)
         self.rep_seq = 0
@@ -584,10 +586,11 @@ class VrrNode:
         self._send_to(p, W.MERGE, 0, hl - 1, 0, rep, self.addr, b"")
 
     # ------------------------------------------------------------------ vset
-    def _window(self, ids: set[int]) -> set[int]:
-        """The ids of `ids` that belong in a vset: r/2 closest on each side of us."""
+    def _window(self, ids: set[int], me: int | None = None) -> set[int]:
+        """The ids of `ids` that belong in a vset: r/2 closest on each side of us (or of `me`)."""
         h = self.cfg.r // 2
-        me = self.addr
+        if me is None:
+            me = self.addr
         cw = sorted(ids, key=lambda a: (a - me) % M)
         return set(cw[:h]) | set(cw[-h:] if len(cw) >= h else cw)
 
@@ -789,7 +792,10 @@ class VrrNode:
         if vset2 is None and frame is not None:
             vset2 = W.parse_path(frame, length)[2]
         if self.cfg.hints:
-            old += self._hints(src, old, vset2)
+            hints = self._hints(src, old, vset2)
+            if self.cfg.referrals and vset2 is not None and hints:
+                hints = self._refer(src, proxy, vset2, hints)
+            old += hints
         if src in self.vset and self._has_path_to(src) and vset2 is not None \
                 and self.addr not in vset2:
             # ext: the requester does not count us in its vset, yet we hold a path to it:
@@ -830,6 +836,45 @@ class VrrNode:
                 got += 1
                 if got == h:
                     break
+        return out
+
+    def _refer(self, src: int, proxy: int, vset2: list[int], hints: list[int]) -> list[int]:
+        """ext: pass the request on, in the requester's name, to hints it should hold.
+
+        A node inside a knot of wrong vsets cannot reach a better neighbour by greedy
+        routing: the route to that id ends at a node that does not know it either. We
+        know a path towards the hint, so the request goes there from here; the hint
+        answers the requester directly. At most one hint per side, only hints closer
+        to the requester than we are (each referral moves inwards, so chains stop),
+        at most once per requester per backoff period. Returns the hints not referred.
+        """
+        now = self.rt.now()
+        last = self._referred.get(src)
+        if last is not None and now - last < self.cfg.req_backoff:
+            return hints
+        if len(self._referred) >= self.cfg.max_pset:
+            self._referred.pop(next(iter(self._referred)))
+        mine = dist(self.addr, src)
+        base = set(vset2)
+        out: list[int] = []
+        sides: set[bool] = set()
+        body: bytes | None = None
+        for h in hints:
+            cw = (h - src) % M <= HALF
+            if cw in sides or dist(h, src) >= mine or h not in self._window(base | {h}, src):
+                out.append(h)
+                continue
+            nh = self.next_hop(h, exclude=src)
+            if nh is None:
+                out.append(h)
+                continue
+            if body is None:
+                body = W.path_body(proxy, 0, vset2)
+            sides.add(cw)
+            self._referred[src] = now
+            self.stats["referrals"] += 1
+            self.stats["setup_req_tx"] += 1
+            self._send_to(nh, W.SETUP_REQ, 0, self.cfg.hop_limit, 0, h, src, body)
         return out
 
     def _setup_nh(self, dst: int, proxy: int) -> int | None:
