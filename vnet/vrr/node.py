@@ -71,7 +71,7 @@ class Config:
     q_window: int = 16  # hellos in the quality window
     active_timeout: float = 3.0  # intervals without an active neighbour before self-activation
     hop_limit: int = 255  # the wire maximum: vset-paths at N = 1000+ exceed 64 hops
-    max_routes: int = 4096
+    max_routes: int = 16384  # N = 10,000 unit-disk: the busiest node held 4096 paths and refused more
     max_pset: int = 256
     req_backoff: float = 1.0  # ext: seconds before the same setup_req may be sent again
     probe_hellos: float = 10.0  # ext: ring probe (setup_req to own id) period; 0 = off
