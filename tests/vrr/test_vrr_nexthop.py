@@ -53,3 +53,41 @@ def test_ring_of_300_converges_and_delivers():
     net = sim.build(g, seed=11)
     assert net.run_until_converged(120) is not None, f"{net.ring_errors()} nodes wrong"
     assert net.probe(100, rng)["ratio"] == 1.0
+
+
+def _responder_with_neighbour(me: int, nbr: int):
+    from vnet.link.port import Port
+    from vnet.vrr.node import LINKED, Nbr
+    from vnet.wire import vrr as W
+
+    port = Port("y")
+    sent: list[bytes] = []
+    port.attach(sent.append)
+    node = VrrNode(SimRuntime(seed=1), me, [port])
+    node.running = True
+    nb = Nbr(nbr, 0, W.addr_to_mac(nbr))
+    nb.state, nb.active = LINKED, True
+    node.pset[nbr] = nb
+    node._refresh_cand(nb)
+    return node, sent
+
+
+def test_referral_passes_the_request_to_a_closer_hint_in_the_requesters_name():
+    from vnet.wire import vrr as W
+
+    requester, hint, me = 1000, 1003, 1010  # the hint is closer to the requester than we are
+    node, sent = _responder_with_neighbour(me, hint)
+    left = node._refer(requester, 77, [990, 995], [hint])
+    assert left == []  # referred, so not listed in the answer
+    (frame,) = sent
+    typ, _f, _hl, length, _nh, _seq, dst, origin, hop = W.parse(frame)
+    assert (typ, dst, origin, hop) == (W.SETUP_REQ, hint, requester, me)
+    assert W.parse_path(frame, length) == (77, 0, [990, 995])
+    assert node.stats["referrals"] == 1
+    # once per requester per backoff period; never a hint farther away than we are
+    assert node._refer(requester, 77, [990, 995], [hint]) == [hint]
+    far, sent2 = _responder_with_neighbour(1002, hint)
+    assert far._refer(requester, 77, [990, 995], [hint]) == [hint] and not sent2
+    # nor one the requester's vset already beats (1001 and 1002 are closer on that side)
+    full, sent3 = _responder_with_neighbour(me, hint)
+    assert full._refer(requester, 77, [990, 995, 1001, 1002], [hint]) == [hint] and not sent3
