@@ -82,7 +82,6 @@ class Config:
     refresh_every: int = 4  # exchange vsets every this many rounds
     probe_every: int = 2  # probe (setup_req to our own id) every this many rounds
     hints: bool = True  # answers also list the responder's candidates near the requester
-    repcheck_unsure: bool = True  # send the ring check while our vset is still unsure
     referrals: bool = True  # pass a request on to hints that belong in the requester's vset
 
 
@@ -423,7 +422,7 @@ class VrrNode:
                     self._probe()
                 if self._round % cfg.refresh_every == 0:
                     self._refresh()
-                if self.rep and self.rep != self.addr and (cfg.repcheck_unsure or not unsure):
+                if self.rep and self.rep != self.addr:
                     # ext: route a check to the representative's id; if it ends anywhere
                     # but the rep, the ring winds more than once (or is split): merge
                     self.send_data(self.rep, W.NH_REPCHECK, b"")

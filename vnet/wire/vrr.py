@@ -124,13 +124,6 @@ def parse(frame: bytes) -> tuple[int, int, int, int, int, int, int, int, int]:
     return typ, flags, hl, length, nh, seq, (dh << 32) | dl, (oh << 32) | ol, (sh << 32) | sl
 
 
-def header(typ: int, flags: int, hop_limit: int, length: int, nh: int, seq: int, dst: int,
-           origin: int, hop_src: int) -> bytes:
-    return HDR.pack(DEMUX, VERSION, typ, flags, hop_limit, length, nh, seq & 0xFFFFFFFF,
-                    dst >> 32, dst & 0xFFFFFFFF, origin >> 32, origin & 0xFFFFFFFF,
-                    hop_src >> 32, hop_src & 0xFFFFFFFF, 0)
-
-
 def build(eth_dst: bytes, eth_src: bytes, typ: int, flags: int, hop_limit: int, nh: int, seq: int,
           dst: int, origin: int, hop_src: int, body: bytes = b"") -> bytes:
     """A whole frame: Ethernet header, VRR header and body (body includes any payload)."""
