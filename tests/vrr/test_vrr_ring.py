@@ -91,7 +91,7 @@ def test_bad_input_is_counted_and_dropped():
     assert victim.stats["rx_bad"] - before["rx_bad"] == 4
     assert victim.stats["rx_other"] - before["rx_other"] == 1
     # a looping packet: hop limit 1 is not forwarded
-    port.receive(good[:21] + b"\x01" + good[22:])
+    port.receive(good[:48] + b"\x00\x01" + good[50:])
     assert victim.stats["hop_limit_drops"] - before["hop_limit_drops"] == 1
     net.rt.run(until=net.rt.now() + 3)
     assert net.ring_errors() == 0

@@ -40,7 +40,7 @@ def test_tshark_dissects_vrr(tmp_path):
     path, frames = _capture(tmp_path)
     r = subprocess.run(["tshark", "-X", f"lua_script:{LUA}", "-r", path, "-T", "fields",
                         "-e", "vrr.type", "-e", "vrr.hop_src", "-e", "vrr.length", "-e", "ip.dst",
-                        "-e", "_ws.malformed"],
+                        "-e", "_ws.malformed", "-e", "vrr.hop_limit"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     rows = [line.split("\t") for line in r.stdout.splitlines()]
@@ -51,6 +51,7 @@ def test_tshark_dissects_vrr(tmp_path):
         assert row[1] == W.addr_to_str(hop)
         assert int(row[2]) == length
         assert row[4] == ""  # not malformed
+        assert int(row[5]) == hl  # 16-bit field at offset 34 (wire version 2)
     assert any(row[3] == "10.0.0.5" for row in rows)  # IPv4 dissected inside VRR data
     types = {int(row[0]) for row in rows}
     assert {W.HELLO, W.SETUP_REQ, W.SETUP, W.DATA} <= types

@@ -19,12 +19,13 @@ def test_header_layout_is_fixed_and_network_order():
     assert len(f) == 14 + 36 + 2
     assert f[12:14] == b"\x88\x6f"
     assert f[14:18] == b"VRR0"
-    assert f[18] == W.VERSION and f[19] == W.DATA and f[20] == W.F_ENC and f[21] == 7
+    assert f[18] == W.VERSION and f[19] == W.DATA and f[20] == W.F_ENC and f[21] == 0
     assert struct.unpack("!HH", f[22:26]) == (38, 0x0800)
     assert f[26:30] == b"\x01\x02\x03\x04"
     assert f[30:36] == bytes.fromhex("02aabbccddee")  # dst
     assert f[36:42] == bytes.fromhex("020000000001")  # origin
     assert f[42:48] == bytes.fromhex("0600ffffffff")  # hop source
+    assert f[48:50] == b"\x00\x07"  # hop limit, 16 bits
     assert W.parse(f) == (W.DATA, W.F_ENC, 7, 38, 0x0800, 0x01020304, B, A, C)
 
 

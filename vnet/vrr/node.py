@@ -70,7 +70,7 @@ class Config:
     q_down: float = 0.5  # link quality below which a linked neighbour fails (hysteresis)
     q_window: int = 16  # hellos in the quality window
     active_timeout: float = 3.0  # intervals without an active neighbour before self-activation
-    hop_limit: int = 255  # the wire maximum: vset-paths at N = 1000+ exceed 64 hops
+    hop_limit: int = 1024  # vset-paths exceed 64 hops at N = 1000 and 255 at N = 10,000
     max_routes: int = 16384  # N = 10,000 unit-disk: the busiest node held 4096 paths and refused more
     max_pset: int = 256
     req_backoff: float = 1.0  # ext: seconds before the same setup_req may be sent again

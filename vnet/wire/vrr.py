@@ -2,8 +2,8 @@
 
 An Ethernet II frame with Ethertype 0x886F carries one VRR message:
 
-    0        4     5    6     7     8        10       12       16      22       28       34  36
-    | demux  | ver | type| flags| hl | length | nexthdr |  seq   |  dst   | origin | hop src| rsv |
+    0        4     5    6     7     8        10       12       16      22       28       34   36
+    | demux  | ver | type| flags| rsv | length | nexthdr |  seq   |  dst   | origin | hop src| hl |
     |  body (by type, 16-byte fixed part + 8-byte entries) | payload | [16-byte hop MAC] |
 
 All fields are in network byte order; every fixed part is a multiple of 4 bytes.
@@ -22,7 +22,7 @@ from vnet.wire.errors import WireError
 
 ETHERTYPE_VRR = 0x886F
 DEMUX = 0x56525230  # "VRR0": our demux code, checked before anything else
-VERSION = 1
+VERSION = 2  # 2: the hop limit is 16 bits (vset-paths at N = 10,000 exceed 255 hops)
 ETH_HLEN = 14
 HDR_LEN = 36
 OFF = ETH_HLEN + HDR_LEN  # where the body starts in a frame
@@ -108,7 +108,7 @@ def parse(frame: bytes) -> tuple[int, int, int, int, int, int, int, int, int]:
     n = len(frame)
     if n < OFF:
         raise WireError(f"VRR frame of {n} bytes is shorter than its {OFF}-byte headers")
-    (demux, ver, typ, flags, hl, length, nh, seq, dh, dl, oh, ol, sh, sl, _r) = HDR.unpack_from(
+    (demux, ver, typ, flags, _r, length, nh, seq, dh, dl, oh, ol, sh, sl, hl) = HDR.unpack_from(
         frame, ETH_HLEN)
     if demux != DEMUX:
         raise WireError(f"bad VRR demux code 0x{demux:08x}")
@@ -130,9 +130,10 @@ def build(eth_dst: bytes, eth_src: bytes, typ: int, flags: int, hop_limit: int, 
     length = HDR_LEN + len(body)
     if length > MAX_LENGTH:
         raise WireError(f"VRR message of {length} bytes exceeds {MAX_LENGTH}")
-    return FRAME_HDR.pack(eth_dst, eth_src, ETHERTYPE_VRR, DEMUX, VERSION, typ, flags, hop_limit,
+    return FRAME_HDR.pack(eth_dst, eth_src, ETHERTYPE_VRR, DEMUX, VERSION, typ, flags, 0,
                           length, nh, seq & 0xFFFFFFFF, dst >> 32, dst & 0xFFFFFFFF, origin >> 32,
-                          origin & 0xFFFFFFFF, hop_src >> 32, hop_src & 0xFFFFFFFF, 0) + body
+                          origin & 0xFFFFFFFF, hop_src >> 32, hop_src & 0xFFFFFFFF,
+                          hop_limit) + body
 
 
 # ---- hello ----
