@@ -928,6 +928,12 @@ class VrrNode:
                        dst: int, proxy: int, vset2: list[int], sender: int | None) -> None:
         nh = self._setup_nh(dst, proxy)
         if nh is not None:
+            if nh == sender and nh != dst:
+                # ext: it would bounce straight back (a half-torn path between the two of
+                # us); an answer caught like this otherwise circles until the hop limit,
+                # and the requester asks again anyway
+                self.stats["loops"] += 1
+                return
             self.stats["setup_fail_tx"] += 1
             if frame is not None:
                 self._forward(frame, nh, W.SETUP_FAIL, 0, hl, length, 0, dst, src)
