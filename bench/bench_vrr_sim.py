@@ -36,6 +36,13 @@ def main() -> int:
     p.add_argument("--pairs", type=int, default=200)
     p.add_argument("--out", help="directory for results.json and plots")
     a = p.parse_args()
+    if a.out:
+        from vnet.vrr.pictures import require_matplotlib
+        try:
+            require_matplotlib()
+        except RuntimeError as e:
+            print(f"bench_vrr_sim: {e}", file=sys.stderr)
+            return 2
     rows = []
     print(" | ".join(COLS))
     for n in (int(x) for x in a.sizes.split(",")):

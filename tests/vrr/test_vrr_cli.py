@@ -92,3 +92,15 @@ def test_sim_prints_metrics_table():
     assert table["delivery"].strip() == "1.0"
     assert float(table["stretch"]) >= 1.0
     assert table["converge_s"].strip() != "-"
+
+
+def test_plot_without_matplotlib_fails_before_the_run(tmp_path):
+    # hide matplotlib: the one-line error must come before a possibly hour-long simulation
+    code = ("import runpy, sys; sys.modules['matplotlib'] = None; "
+            f"sys.argv = ['vnet', 'vrr', 'sim', '-n', '2000', '--plot', {str(tmp_path)!r}]; "
+            "runpy.run_module('vnet', run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'vnet[plot]'" in lines[0], r.stderr
+    assert r.stdout == ""

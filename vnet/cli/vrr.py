@@ -199,6 +199,12 @@ def run_sim(args: argparse.Namespace) -> int:
         return _fail("-n must be at least 2")
     if args.topology == "disk" and args.degree < 3:
         return _fail("--degree must be at least 3 for a connected unit-disk graph")
+    if args.plot:
+        from vnet.vrr.pictures import require_matplotlib
+        try:
+            require_matplotlib()
+        except RuntimeError as e:
+            return _fail(str(e))
     try:
         res = sim.run_scenario(args.scenario, args.n, topology=args.topology, degree=args.degree,
                                seed=args.seed, pairs=args.pairs, settle=args.settle,

@@ -16,6 +16,15 @@ from typing import Any
 from vnet.vrr.node import M
 
 
+def require_matplotlib() -> None:
+    """Fail before a long run, in one line, if the plots could not be drawn after it."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise RuntimeError("plots need matplotlib: pip install 'vnet[plot]' "
+                           "(or run without --plot/--out)") from None
+
+
 def _positions(net: Any) -> list[tuple[float, float]]:
     if net.pos is not None:
         return net.pos
