@@ -91,3 +91,17 @@ def test_referral_passes_the_request_to_a_closer_hint_in_the_requesters_name():
     # nor one the requester's vset already beats (1001 and 1002 are closer on that side)
     full, sent3 = _responder_with_neighbour(me, hint)
     assert full._refer(requester, 77, [990, 995, 1001, 1002], [hint]) == [hint] and not sent3
+
+
+def test_setup_fail_that_would_bounce_straight_back_is_dropped():
+    from vnet.wire import vrr as W
+
+    # towards the proxy 1001 our best next hop is 1003, the neighbour the answer came from
+    node, sent = _responder_with_neighbour(1010, 1003)
+    node._rx_setup_fail(None, 0, 100, 0, 1020, 1000, 1001, [1020], 1003)
+    assert sent == [] and node.stats["loops"] == 1 and node.stats["setup_fail_tx"] == 0
+    # the same answer arriving from anyone else goes on to 1003
+    node._rx_setup_fail(None, 0, 100, 0, 1020, 1000, 1001, [1020], None)
+    (frame,) = sent
+    typ, _f, _hl, _len, _nh, _seq, dst, origin, _hop = W.parse(frame)
+    assert (typ, dst, origin) == (W.SETUP_FAIL, 1000, 1020) and frame[:6] == W.addr_to_mac(1003)
